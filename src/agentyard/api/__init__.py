@@ -1,0 +1,1 @@
+"""HTTP: the FastAPI app, one router per resource, wire views, auth, SSE, error mapping."""

@@ -1,0 +1,40 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp
+
+from agentyard import __version__
+from agentyard.api import agent, errors, tasks
+from agentyard.api.body import BodyLimit
+from agentyard.server import Agentyard
+from agentyard.settings import Settings
+
+
+def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
+    yard = Agentyard(settings, run_workers=run_workers)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await yard.start()
+        try:
+            yield
+        finally:
+            await yard.stop()
+
+    app = FastAPI(title="Agentyard", version=__version__, lifespan=lifespan)
+    app.state.yard = yard
+    errors.install(app)
+    app.include_router(tasks.router)
+    app.include_router(agent.router)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "version": __version__}
+
+    return BodyLimit(app, settings.max_body_bytes)

@@ -1,0 +1,157 @@
+"""``/api/v1/tasks``: create, list, get, status, continue, cancel/rename, logs, stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from agentyard.api import sse, views
+from agentyard.api.auth import current_user, yard
+from agentyard.api.body import json_object, optional_str, prompt_of
+from agentyard.core import events as ev
+from agentyard.core.errors import InvalidInput
+from agentyard.core.status import RunStatus, parse_status
+from agentyard.service import Continuation, NewTask
+
+router = APIRouter(prefix="/api/v1/tasks")
+
+_STATUSES = ", ".join(s.value for s in RunStatus)
+
+
+@router.post("")
+async def create_task(request: Request, user: str = Depends(current_user)) -> dict[str, Any]:
+    data = await json_object(request)
+    kind = optional_str(data, "type")
+    if kind not in (None, "claude", "agent"):
+        raise InvalidInput("'type' must be \"claude\" (agent task); chat mode is not supported")
+    task = NewTask(
+        prompt=prompt_of(data, "message", "prompt"),
+        model=optional_str(data, "model", max_len=200),
+        agent=optional_str(data, "agent", max_len=40),
+        title=optional_str(data, "title", max_len=200),
+    )
+    run = await yard(request).service.create_task(user, task)
+    return {
+        "taskId": run.run_id,
+        "runId": run.run_id,
+        "chatId": run.chat_id,
+        "assistantMessageId": run.assistant_message_id,
+        "status": run.status.value,
+        "agentCount": 1,
+    }
+
+
+@router.get("")
+async def list_tasks(
+    request: Request,
+    page: int = Query(1, ge=1),
+    limit: int = Query(20, ge=1, le=100),
+    status: str | None = None,
+    user: str = Depends(current_user),
+) -> dict[str, Any]:
+    wanted = None
+    if status is not None:
+        wanted = parse_status(status)
+        if wanted is None:
+            raise InvalidInput(f"'status' must be one of: {_STATUSES}")
+    runs, has_more = await yard(request).service.list_tasks(user, wanted, page, limit)
+    return {
+        "tasks": [views.summary(r) for r in runs],
+        "page": page,
+        "limit": limit,
+        "hasMore": has_more,
+    }
+
+
+@router.get("/{run_id}")
+async def get_task(run_id: str, request: Request, user: str = Depends(current_user)) -> Any:
+    view = await yard(request).service.get_task(user, run_id)
+    return views.task(view.run, view.chat, view.messages)
+
+
+@router.get("/{run_id}/status")
+async def task_status(run_id: str, request: Request, user: str = Depends(current_user)) -> Any:
+    app = yard(request)
+    run = await app.service.get_run(user, run_id)
+    return views.status(run, app.settings.expected_run_seconds)
+
+
+@router.post("/{run_id}/continue")
+async def continue_task(run_id: str, request: Request, user: str = Depends(current_user)) -> Any:
+    data = await json_object(request)
+    follow_up = Continuation(
+        prompt=prompt_of(data, "prompt", "message"),
+        model=optional_str(data, "model", max_len=200),
+        agent=optional_str(data, "agent", max_len=40),
+    )
+    run = await yard(request).service.continue_task(user, run_id, follow_up)
+    return {
+        "taskId": run.run_id,
+        "runId": run.run_id,
+        "chatId": run.chat_id,
+        "assistantMessageId": run.assistant_message_id,
+        "previousRunId": run.previous_run_id,
+        "status": run.status.value,
+    }
+
+
+@router.patch("/{run_id}")
+async def update_task(run_id: str, request: Request, user: str = Depends(current_user)) -> Any:
+    data = await json_object(request)
+    action = data.get("action")
+    title = data.get("title")
+    if action is not None and action != "cancel":
+        raise InvalidInput("'action' must be \"cancel\"")
+    if title is not None and (not isinstance(title, str) or not 1 <= len(title.strip()) <= 200):
+        raise InvalidInput("'title' must be a string of 1 to 200 characters")
+    if action is None and title is None:
+        raise InvalidInput("nothing to do: give action \"cancel\" and/or a 'title'")
+    service = yard(request).service
+    result: dict[str, Any] = {}
+    if title is not None:
+        run = await service.rename(user, run_id, title.strip())
+        result = {"success": True, "status": run.status.value, "message": "Title updated"}
+    if action == "cancel":
+        outcome = await service.cancel(user, run_id)
+        result = {
+            "success": outcome.success,
+            "status": outcome.status.value,
+            "message": outcome.message,
+        }
+    return result
+
+
+@router.get("/{run_id}/logs")
+async def task_logs(
+    run_id: str,
+    request: Request,
+    includeDeltas: bool = True,
+    user: str = Depends(current_user),
+) -> Any:
+    run, stored = await yard(request).service.logs(user, run_id)
+    items = [dict(s.data, seq=s.seq) for s in stored if includeDeltas or s.type != ev.TEXT_DELTA]
+    return {
+        "runId": run.run_id,
+        "chatId": run.chat_id,
+        "status": run.status.value,
+        "source": "reconstructed" if run.status.terminal else "buffer",
+        "eventCount": len(items),
+        "events": items,
+        "error": run.error,
+    }
+
+
+@router.get("/{run_id}/logs/stream")
+async def stream_logs(
+    run_id: str,
+    request: Request,
+    after: int | None = None,
+    includeDeltas: bool = True,
+    user: str = Depends(current_user),
+) -> Response:
+    app = yard(request)
+    run = await app.service.get_run(user, run_id)
+    start = sse.resume_point(request, after)
+    return sse.stream(app.service, run, start, app.settings.keepalive_seconds, includeDeltas)

@@ -1,0 +1,73 @@
+"""Wire views: domain records rendered as the Agent API's camelCase JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from agentyard.core.clock import iso, utcnow
+from agentyard.core.models import Chat, Message, Run
+from agentyard.core.progress import estimate_progress
+
+
+def summary(run: Run) -> dict[str, Any]:
+    return {
+        "taskId": run.run_id,
+        "runId": run.run_id,
+        "chatId": run.chat_id,
+        "status": run.status.value,
+        "agent": run.agent,
+        "model": run.model,
+        "createdAt": iso(run.created_at),
+        "startedAt": iso(run.started_at),
+        "completedAt": iso(run.completed_at),
+        "assistantMessageId": run.assistant_message_id,
+    }
+
+
+def github(chat: Chat, run: Run) -> dict[str, Any] | None:
+    if not chat.repo_url:
+        return None
+    view: dict[str, Any] = {
+        "repoUrl": chat.repo_url,
+        "baseBranch": chat.base_branch,
+        "createdBranch": chat.created_branch,
+    }
+    view.update(run.git or {})
+    return view
+
+
+def message(m: Message) -> dict[str, Any]:
+    return {"id": m.message_id, "role": m.role, "parts": m.parts, "createdAt": iso(m.created_at)}
+
+
+def task(run: Run, chat: Chat, messages: list[Message]) -> dict[str, Any]:
+    view = summary(run)
+    view.update(
+        {
+            "title": chat.title,
+            "prompt": run.prompt,
+            "previousRunId": run.previous_run_id,
+            "error": run.error,
+            "statusDetail": run.status_detail,
+            "github": github(chat, run),
+            "usage": run.usage,
+            "costUsd": run.cost_usd,
+            "messages": [message(m) for m in messages],
+            "inMemory": None,
+        }
+    )
+    return view
+
+
+def status(run: Run, expected_seconds: float, now: datetime | None = None) -> dict[str, Any]:
+    return {
+        "runId": run.run_id,
+        "status": run.status.value,
+        "progress": estimate_progress(
+            run.status, run.started_at, now or utcnow(), expected_seconds
+        ),
+        "error": run.error,
+        "startedAt": iso(run.started_at),
+        "completedAt": iso(run.completed_at),
+    }

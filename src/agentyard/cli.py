@@ -1,0 +1,102 @@
+"""The ``agentyard`` command: serve, migrate, keys, scripted-model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from agentyard.settings import Settings
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Agentyard: coding agents as tasks."
+)
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Settings:
+    from agentyard import logging as ay_logging
+
+    settings = Settings()
+    ay_logging.configure(settings.log_level, settings.log_format)
+    return settings
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(
+        None, help="Address to bind (default AGENTYARD_HOST or 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(None, help="Port (default AGENTYARD_PORT or 8080)."),
+    workers: bool = typer.Option(True, help="Run agents in this process (--no-workers: API only)."),
+) -> None:
+    """Serve the Agent API (migrating the database first)."""
+    import uvicorn
+
+    from agentyard.api.app import create_app
+
+    settings = _settings()
+    application = create_app(settings, run_workers=workers)
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from agentyard.store.db import migrate as run_migrate
+
+    settings = _settings()
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    run_migrate(settings.db_url)
+    typer.echo("database is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., help="A name to recognise the key by."),
+    user: str = typer.Option("admin", help="The user the key acts as."),
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    from agentyard.core import apikeys
+    from agentyard.store.db import create_engine
+    from agentyard.store.db import migrate as run_migrate
+    from agentyard.store.store import Store
+
+    settings = _settings()
+    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    run_migrate(settings.db_url)
+
+    async def create() -> str:
+        store = Store(create_engine(settings.db_url))
+        key_id, secret, key_hash = apikeys.generate()
+        try:
+            await store.add_api_key(key_id, user, name, key_hash)
+        finally:
+            await store.close()
+        return secret
+
+    typer.echo(asyncio.run(create()))
+
+
+@app.command("scripted-model")
+def scripted_model(
+    script: Path = typer.Option(..., exists=True, dir_okay=False, help="Script JSON file."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8765),
+) -> None:
+    """Serve a scripted Anthropic Messages + OpenAI Responses model on HOST:PORT."""
+    from agentyard.testing.scripted_model import serve as serve_model
+
+    serve_model(script, host, port)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Pure domain: ids, statuses, events, progress, routing, errors. No I/O imports."""

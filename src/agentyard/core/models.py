@@ -1,0 +1,73 @@
+"""Domain records: a run, its chat, a message, a stored event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agentyard.core.events import Event
+from agentyard.core.status import RunStatus
+
+
+@dataclass
+class Chat:
+    chat_id: str
+    user_id: str
+    created_at: datetime
+    title: str | None = None
+    repo_url: str | None = None
+    base_branch: str | None = None
+    created_branch: str | None = None
+    workspace_path: str | None = None
+
+
+@dataclass
+class Run:
+    run_id: str
+    chat_id: str
+    user_id: str
+    agent: str
+    model: str | None
+    prompt: str
+    status: RunStatus
+    user_message_id: str
+    assistant_message_id: str
+    created_at: datetime
+    group_id: str | None = None
+    status_detail: str | None = None
+    error: str | None = None
+    previous_run_id: str | None = None
+    session_id: str | None = None
+    usage: dict[str, Any] | None = None
+    cost_usd: float | None = None
+    totals: dict[str, Any] | None = None
+    git: dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    event_seq: int = 0
+    worker_id: str | None = None
+    heartbeat_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass
+class Message:
+    message_id: str
+    chat_id: str
+    run_id: str
+    role: str
+    parts: list[dict[str, Any]]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    run_id: str
+    seq: int
+    data: Event
+    created_at: datetime
+
+    @property
+    def type(self) -> str:
+        return str(self.data.get("type"))

@@ -1,0 +1,35 @@
+"""Which runtime runs a model: an explicit ``agent`` wins, else the model id decides."""
+
+from __future__ import annotations
+
+from agentyard.core.errors import InvalidInput
+
+CLAUDE = "claude"
+CODEX = "codex"
+COMMAND = "command"
+AGENTS = (CLAUDE, CODEX, COMMAND)
+
+
+def infer_agent(model: str | None) -> str:
+    if not model:
+        return CLAUDE
+    m = model.lower()
+    tail = m.rsplit("/", 1)[-1]
+    if (
+        "codex" in m
+        or "openai/" in m
+        or "/gpt-" in m
+        or m.startswith("gpt-")
+        or tail.startswith(("o1", "o3", "o4"))
+    ):
+        return CODEX
+    return CLAUDE
+
+
+def resolve_agent(agent: str | None, model: str | None, supported: tuple[str, ...] = AGENTS) -> str:
+    """The runtime for a request; an unknown ``agent`` is a 400 naming the supported ones."""
+    if agent is None:
+        return infer_agent(model)
+    if agent not in supported:
+        raise InvalidInput(f"unknown agent {agent!r}; supported agents: {', '.join(supported)}")
+    return agent

@@ -1,0 +1,116 @@
+"""EventLog: the single way events are written and read.
+
+Every event is stored with a gap-free per-run ``seq`` before anyone is told of it; readers
+resume from any ``seq`` and always see the table's order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from agentyard.core import events as ev
+from agentyard.core.events import Event
+from agentyard.core.models import StoredEvent
+from agentyard.core.status import RunStatus
+from agentyard.events.bus import LocalBus
+from agentyard.store.store import Store
+
+_PAGE = 500
+
+
+class EventLog:
+    def __init__(self, store: Store, bus: LocalBus) -> None:
+        self.store = store
+        self.bus = bus
+        self.on_append: list[Callable[[str, list[StoredEvent]], None]] = []
+        """Hooks run after each commit (the PostgreSQL notifier uses one)."""
+
+    async def append(self, run_id: str, *events: Event) -> list[StoredEvent]:
+        stored = await self.store.append_events(run_id, list(events))
+        self._published(run_id, stored)
+        return stored
+
+    async def finish(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        status_detail: str | None = None,
+        assistant_parts: list[dict[str, Any]] | None = None,
+        **values: Any,
+    ) -> bool:
+        """End the run (status + ``error`` event if any + ``finish``) unless it already ended."""
+        final: list[Event] = []
+        if error and status is not RunStatus.CANCELLED:
+            final.append(ev.error(error))
+        final.append(ev.finish(run_id, status.value))
+        stored = await self.store.finish_run(
+            run_id,
+            status,
+            error=error,
+            status_detail=status_detail,
+            events=final,
+            assistant_parts=assistant_parts,
+            **values,
+        )
+        if stored is None:
+            return False
+        self._published(run_id, stored)
+        return True
+
+    def _published(self, run_id: str, stored: list[StoredEvent]) -> None:
+        self.bus.publish(run_id, stored)
+        for hook in self.on_append:
+            hook(run_id, stored)
+
+    async def read(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        return await self.store.read_events(run_id, after_seq)
+
+    async def follow(
+        self, run_id: str, after_seq: int = 0, keepalive: float = 15.0
+    ) -> AsyncIterator[StoredEvent | None]:
+        """Events after ``after_seq``, live, until ``finish``; ``None`` marks a keep-alive tick."""
+        sub = self.bus.subscribe(run_id)  # before reading, so nothing slips between the two
+        last = after_seq
+        try:
+            while True:
+                # Catch up from the table.
+                while True:
+                    page = await self.store.read_events(run_id, last, _PAGE)
+                    for item in page:
+                        yield item
+                        last = item.seq
+                        if item.type == ev.FINISH:
+                            return
+                    if len(page) < _PAGE:
+                        break
+                sub.stale = False
+                # Then take live events from the buffer while they follow on without a gap.
+                while not sub.stale:
+                    while sub.buffer and not sub.stale:
+                        item = sub.buffer.popleft()
+                        if item.seq <= last:
+                            continue
+                        if item.seq != last + 1:
+                            sub.stale = True
+                            break
+                        yield item
+                        last = item.seq
+                        if item.type == ev.FINISH:
+                            return
+                    if sub.stale:
+                        break
+                    sub.wake.clear()
+                    if sub.buffer or sub.stale:
+                        continue
+                    try:
+                        await asyncio.wait_for(sub.wake.wait(), timeout=keepalive)
+                    except TimeoutError:
+                        yield None
+                        # A cheap re-read guards against a wake-up lost between processes.
+                        sub.stale = True
+        finally:
+            self.bus.unsubscribe(sub)

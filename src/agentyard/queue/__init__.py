@@ -1,0 +1,1 @@
+"""The TaskQueue port and its adapters (in-process LocalQueue; procrastinate)."""

@@ -1,0 +1,110 @@
+"""LocalQueue: asyncio workers inside the server claim queued runs from the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+
+import structlog
+
+from agentyard.core.status import RunStatus
+from agentyard.events.log import EventLog
+from agentyard.runner import RunControl, Runner
+from agentyard.store.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+class LocalQueue:
+    def __init__(
+        self,
+        store: Store,
+        events: EventLog,
+        runner: Runner,
+        concurrency: int,
+        poll_seconds: float = 1.0,
+        cancel_wait_seconds: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.runner = runner
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.cancel_wait_seconds = cancel_wait_seconds
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._wake = asyncio.Event()
+        self._claim_lock = asyncio.Lock()
+        self._workers: list[asyncio.Task[None]] = []
+        self._active: dict[str, asyncio.Task[RunStatus]] = {}
+        self._controls: dict[str, RunControl] = {}
+
+    @property
+    def active_run_ids(self) -> list[str]:
+        return list(self._active)
+
+    async def start(self) -> None:
+        for i in range(self.concurrency):
+            self._workers.append(asyncio.create_task(self._work(), name=f"local-worker-{i}"))
+
+    async def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for run_id, task in list(self._active.items()):
+            self._controls[run_id].interrupt("Server shut down while the run was executing")
+            task.cancel()
+        await asyncio.gather(*self._workers, *self._active.values(), return_exceptions=True)
+        self._workers.clear()
+
+    async def enqueued(self, run_id: str) -> None:
+        self._wake.set()
+
+    async def cancel(self, run_id: str) -> bool:
+        run = await self.store.get_run(run_id)
+        if run is None or run.status.terminal:
+            return False
+        if run.status is RunStatus.QUEUED and await self.events.finish(
+            run_id, RunStatus.CANCELLED, error="Cancelled by user", assistant_parts=[]
+        ):
+            return True
+        task = self._active.get(run_id)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), self.cancel_wait_seconds)
+        else:
+            # Claimed but not executing here (claimed by a process that is gone): end it.
+            await self.events.finish(run_id, RunStatus.CANCELLED, error="Cancelled by user")
+        run = await self.store.get_run(run_id)
+        return run is not None and run.status is RunStatus.CANCELLED
+
+    async def _work(self) -> None:
+        while True:
+            async with self._claim_lock:
+                run = await self.store.claim_next(self.worker_id)
+            if run is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                continue
+            # More may be waiting: let another idle worker look too.
+            self._wake.set()
+            control = RunControl()
+            task = asyncio.create_task(self.runner.execute(run, control), name=f"run-{run.run_id}")
+            self._active[run.run_id] = task
+            self._controls[run.run_id] = control
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.done():
+                    # The worker itself is stopping: the run goes with it.
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+                    raise
+            except Exception:
+                log.exception("run task failed", run_id=run.run_id)
+            finally:
+                self._active.pop(run.run_id, None)
+                self._controls.pop(run.run_id, None)

@@ -1,0 +1,130 @@
+"""Executes one run: workspace -> runtime -> events -> finalize -> terminal status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from agentyard.core import events as ev
+from agentyard.core.clock import iso, utcnow
+from agentyard.core.events import Event
+from agentyard.core.models import Run
+from agentyard.core.status import RunStatus
+from agentyard.events.log import EventLog
+from agentyard.runtimes.base import RUN_MARKER_ENV, AgentRuntime, RunOutcome, RunSpec
+from agentyard.runtimes.processes import kill_run_processes
+from agentyard.store.store import Store
+from agentyard.workspace.workspaces import Workspaces
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class RunControl:
+    """How a run executing here ends if its task is cancelled."""
+
+    status: RunStatus = RunStatus.CANCELLED
+    reason: str = "Cancelled by user"
+
+    def interrupt(self, reason: str) -> None:
+        self.status = RunStatus.INTERRUPTED
+        self.reason = reason
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        events: EventLog,
+        runtimes: Mapping[str, AgentRuntime],
+        workspaces: Workspaces,
+        state_root: Path,
+        timeout_seconds: float,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.runtimes = runtimes
+        self.workspaces = workspaces
+        self.state_root = state_root
+        self.timeout_seconds = timeout_seconds
+
+    async def execute(self, run: Run, control: RunControl | None = None) -> RunStatus:
+        """Run a claimed (``running``) run to its terminal status; never raises but on cancel.
+
+        Cancelling the calling task kills the agent's whole process tree and ends the run
+        ``cancelled`` (or as ``control`` says, e.g. ``interrupted`` at shutdown).
+        """
+        control = control or RunControl()
+        bound = log.bind(run_id=run.run_id, chat_id=run.chat_id, agent=run.agent)
+        started = run.started_at or utcnow()
+        await self.events.append(run.run_id, ev.start(run.run_id, iso(started) or ""))
+        try:
+            outcome = await self._run_agent(run)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(kill_run_processes, run.run_id)
+            await asyncio.shield(self._end(run, control.status, control.reason, None))
+            bound.info("run stopped", status=control.status.value)
+            raise
+        except Exception as exc:  # a bug or an unexpected failure: the run must still end
+            bound.exception("run crashed")
+            await asyncio.to_thread(kill_run_processes, run.run_id)
+            await self._end(run, RunStatus.FAILED, f"internal error: {exc}", None)
+            return RunStatus.FAILED
+        # Nothing the agent started may outlive its run.
+        await asyncio.to_thread(kill_run_processes, run.run_id)
+        status = RunStatus.COMPLETED if outcome.ok else RunStatus.FAILED
+        await self._end(run, status, None if outcome.ok else (outcome.error or "failed"), outcome)
+        bound.info("run ended", status=status.value)
+        return status
+
+    async def _run_agent(self, run: Run) -> RunOutcome:
+        runtime = self.runtimes.get(run.agent)
+        if runtime is None:
+            return RunOutcome(ok=False, error=f"runtime {run.agent!r} is not available")
+        chat = await self.store.get_chat(run.chat_id)
+        assert chat is not None
+        workspace = await self.workspaces.prepare(run, chat)
+        if chat.workspace_path != str(workspace):
+            await self.store.update_chat(chat.chat_id, workspace_path=str(workspace))
+        previous = await self.store.get_run(run.previous_run_id) if run.previous_run_id else None
+        same_runtime = previous is not None and previous.agent == run.agent
+        state_dir = self.state_root / run.chat_id
+        state_dir.mkdir(parents=True, exist_ok=True)
+        spec = RunSpec(
+            run_id=run.run_id,
+            chat_id=run.chat_id,
+            prompt=run.prompt,
+            model=run.model,
+            workspace=workspace,
+            state_dir=state_dir,
+            resume_session=previous.session_id if same_runtime and previous else None,
+            prior_totals=previous.totals if same_runtime and previous else None,
+            env={RUN_MARKER_ENV: run.run_id},
+            timeout_seconds=self.timeout_seconds,
+        )
+
+        async def emit(*events: Event) -> None:
+            for item in events:
+                if item.get("type") == ev.SESSION_INIT and item.get("sessionId"):
+                    # Kept at once, so that even an interrupted run can be continued.
+                    await self.store.update_run(run.run_id, session_id=str(item["sessionId"]))
+            await self.events.append(run.run_id, *events)
+
+        return await runtime.run(spec, emit)
+
+    async def _end(
+        self, run: Run, status: RunStatus, error: str | None, outcome: RunOutcome | None
+    ) -> None:
+        values: dict[str, Any] = {}
+        if outcome is not None:
+            values.update(usage=outcome.usage, cost_usd=outcome.cost_usd, totals=outcome.totals)
+            if outcome.session_id:
+                values["session_id"] = outcome.session_id
+        stored = await self.store.read_events(run.run_id)
+        parts = ev.message_parts([s.data for s in stored])
+        await self.events.finish(run.run_id, status, error=error, assistant_parts=parts, **values)

@@ -1,0 +1,1 @@
+"""Agent runtimes: each maps its SDK's messages onto the event vocabulary."""

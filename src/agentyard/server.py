@@ -1,0 +1,110 @@
+"""The composition root: builds the store, event log, runtimes, queue and service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import structlog
+
+from agentyard.core import apikeys
+from agentyard.events.bus import LocalBus
+from agentyard.events.log import EventLog
+from agentyard.queue.base import TaskQueue
+from agentyard.queue.local import LocalQueue
+from agentyard.reconcile import interrupt_orphans
+from agentyard.runner import Runner
+from agentyard.runtimes.base import AgentRuntime
+from agentyard.runtimes.registry import build_runtimes
+from agentyard.service import Service
+from agentyard.settings import Settings
+from agentyard.store.db import create_engine, migrate
+from agentyard.store.store import Store
+from agentyard.workspace.workspaces import Workspaces
+
+log = structlog.get_logger(__name__)
+
+ADMIN_USER = "admin"
+
+
+class Agentyard:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        run_workers: bool = True,
+        runtimes: dict[str, AgentRuntime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.run_workers = run_workers
+        self.store = Store(create_engine(settings.db_url))
+        self.bus = LocalBus()
+        self.events = EventLog(self.store, self.bus)
+        self.runtimes = runtimes if runtimes is not None else build_runtimes(settings)
+        self.workspaces = Workspaces(settings.workspaces_dir)
+        self.runner = Runner(
+            self.store,
+            self.events,
+            self.runtimes,
+            self.workspaces,
+            settings.runtime_state_dir,
+            settings.run_timeout_seconds,
+        )
+        self.queue: TaskQueue = LocalQueue(
+            self.store,
+            self.events,
+            self.runner,
+            settings.max_concurrent_runs,
+            poll_seconds=settings.queue_poll_seconds,
+            cancel_wait_seconds=settings.cancel_wait_seconds,
+        )
+        self.service = Service(
+            self.store,
+            self.events,
+            self.queue,
+            agents=tuple(self.runtimes),
+            default_model=settings.default_model,
+        )
+
+    async def start(self) -> None:
+        data_dir = self.settings.resolved_data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(migrate, self.settings.db_url)
+        await self.ensure_admin_key()
+        if self.run_workers:
+            # Only the process that executes runs may declare the previous one's runs dead.
+            n = await interrupt_orphans(
+                self.store, self.events, "Server restarted while the run was executing"
+            )
+            if n:
+                log.warning("interrupted runs left by a previous server", count=n)
+            await self.queue.start()
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+        await self.store.close()
+
+    async def ensure_admin_key(self) -> None:
+        """A first start with no keys creates one, prints it and writes ``admin.key`` (0600)."""
+        if await self.store.count_api_keys() > 0:
+            return
+        key_id, secret, key_hash = apikeys.generate()
+        await self.store.add_api_key(key_id, ADMIN_USER, "admin", key_hash)
+        path = self.settings.resolved_data_dir / "admin.key"
+        _write_private(path, secret + "\n")
+        # Printed once, on purpose: this is how a new user learns the key.
+        print(f"Created an API key for user '{ADMIN_USER}' (also in {path}): {secret}", flush=True)
+
+    async def authenticate(self, secret: str) -> str | None:
+        env_key = self.settings.api_key
+        if env_key is not None and apikeys.same(secret, env_key.get_secret_value()):
+            return ADMIN_USER
+        return await self.store.user_for_key_hash(apikeys.hash_key(secret))
+
+
+def _write_private(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content)
+    os.chmod(path, 0o600)

@@ -1,0 +1,210 @@
+"""The use cases: create, continue, cancel, rename, get, list, logs, stream. No HTTP, no SQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentyard.core import events as ev
+from agentyard.core import ids
+from agentyard.core.clock import utcnow
+from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from agentyard.core.models import Chat, Message, Run, StoredEvent
+from agentyard.core.routing import resolve_agent
+from agentyard.core.status import RunStatus
+from agentyard.events.log import EventLog
+from agentyard.queue.base import TaskQueue
+from agentyard.store.store import Store
+
+
+@dataclass(frozen=True)
+class NewTask:
+    prompt: str
+    model: str | None = None
+    agent: str | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Continuation:
+    prompt: str
+    model: str | None = None
+    agent: str | None = None
+
+
+@dataclass
+class TaskView:
+    run: Run
+    chat: Chat
+    messages: list[Message] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    success: bool
+    status: RunStatus
+    message: str
+
+
+class Service:
+    def __init__(
+        self,
+        store: Store,
+        events: EventLog,
+        queue: TaskQueue,
+        agents: tuple[str, ...],
+        default_model: str | None = None,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.queue = queue
+        self.agents = agents
+        self.default_model = default_model
+
+    # -- commands -------------------------------------------------------------------------------
+
+    async def create_task(self, user_id: str, task: NewTask) -> Run:
+        agent = resolve_agent(task.agent, task.model, self.agents)
+        now = utcnow()
+        chat = Chat(chat_id=ids.new_chat_id(), user_id=user_id, created_at=now, title=task.title)
+        run = self._new_run(user_id, chat.chat_id, agent, task.model, task.prompt, None)
+        await self.store.create_run(run, self._user_message(run), new_chat=chat)
+        await self.queue.enqueued(run.run_id)
+        return run
+
+    async def continue_task(self, user_id: str, run_id: str, follow_up: Continuation) -> Run:
+        if follow_up.model is not None and follow_up.agent is None:
+            raise InvalidInput("'model' requires 'agent' when continuing a task")
+        previous = await self._owned_run(user_id, run_id)
+        latest = await self.store.latest_run_in_chat(previous.chat_id)
+        assert latest is not None
+        if not latest.status.terminal:
+            raise Conflict(
+                f"the chat's latest run {latest.run_id} is still {latest.status.value}; "
+                "wait for it to end or cancel it"
+            )
+        if follow_up.agent is None:
+            agent, model = latest.agent, latest.model
+        else:
+            agent = resolve_agent(follow_up.agent, follow_up.model, self.agents)
+            model = follow_up.model
+        run = self._new_run(
+            user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id
+        )
+        run.group_id = None
+        await self.store.create_run(run, self._user_message(run))
+        await self.queue.enqueued(run.run_id)
+        return run
+
+    async def cancel(self, user_id: str, run_id: str) -> CancelResult:
+        run = await self._owned_run(user_id, run_id)
+        if run.status.terminal:
+            return CancelResult(
+                False, run.status, f"Task {run_id} is already {run.status.value}; nothing to cancel"
+            )
+        await self.queue.cancel(run_id)
+        after = await self.store.get_run(run_id)
+        assert after is not None
+        if after.status is RunStatus.CANCELLED:
+            return CancelResult(True, after.status, f"Task {run_id} cancelled successfully")
+        return CancelResult(
+            False, after.status, f"Task {run_id} could not be cancelled ({after.status.value})"
+        )
+
+    async def rename(self, user_id: str, run_id: str, title: str) -> Run:
+        run = await self._owned_run(user_id, run_id)
+        await self.store.update_chat(run.chat_id, title=title)
+        return run
+
+    # -- queries --------------------------------------------------------------------------------
+
+    async def get_run(self, user_id: str, run_id: str) -> Run:
+        return await self._owned_run(user_id, run_id)
+
+    async def find_run(self, run_id: str) -> Run | None:
+        return await self.store.get_run(run_id) if ids.is_run_id(run_id) else None
+
+    async def get_task(self, user_id: str, run_id: str) -> TaskView:
+        run = await self._owned_run(user_id, run_id)
+        chat = await self.store.get_chat(run.chat_id)
+        assert chat is not None
+        messages = await self.store.list_messages(run.chat_id)
+        # The assistant message of a run still in flight is folded from its events so far.
+        for message in messages:
+            if message.role == "assistant" and not message.parts:
+                owner = (
+                    run
+                    if message.run_id == run.run_id
+                    else await self.store.get_run(message.run_id)
+                )
+                if owner is not None and not owner.status.terminal:
+                    stored = await self.events.read(owner.run_id)
+                    message.parts = ev.message_parts([s.data for s in stored])
+        return TaskView(run=run, chat=chat, messages=messages)
+
+    async def list_tasks(
+        self, user_id: str, status: RunStatus | None, page: int, limit: int
+    ) -> tuple[list[Run], bool]:
+        runs = await self.store.list_runs(user_id, status, (page - 1) * limit, limit + 1)
+        return runs[:limit], len(runs) > limit
+
+    async def chat_of(self, run: Run) -> Chat:
+        chat = await self.store.get_chat(run.chat_id)
+        assert chat is not None
+        return chat
+
+    async def logs(self, user_id: str, run_id: str) -> tuple[Run, list[StoredEvent]]:
+        run = await self._owned_run(user_id, run_id)
+        return run, await self.events.read(run_id)
+
+    def follow(
+        self, run_id: str, after_seq: int, keepalive: float
+    ) -> AsyncIterator[StoredEvent | None]:
+        return self.events.follow(run_id, after_seq, keepalive)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    async def _owned_run(self, user_id: str, run_id: str) -> Run:
+        run = await self.find_run(run_id)
+        if run is None:
+            raise NotFound(f"Task {run_id} not found")
+        if run.user_id != user_id:
+            raise Forbidden("Task belongs to a different user")
+        return run
+
+    def _new_run(
+        self,
+        user_id: str,
+        chat_id: str,
+        agent: str,
+        model: str | None,
+        prompt: str,
+        previous_run_id: str | None,
+        options: dict[str, Any] | None = None,
+    ) -> Run:
+        return Run(
+            run_id=ids.new_run_id(),
+            chat_id=chat_id,
+            user_id=user_id,
+            agent=agent,
+            model=model,
+            prompt=prompt,
+            status=RunStatus.QUEUED,
+            user_message_id=ids.new_message_id(),
+            assistant_message_id=ids.new_message_id(),
+            created_at=utcnow(),
+            previous_run_id=previous_run_id,
+            options=options or {},
+        )
+
+    @staticmethod
+    def _user_message(run: Run) -> Message:
+        return Message(
+            message_id=run.user_message_id,
+            chat_id=run.chat_id,
+            run_id=run.run_id,
+            role="user",
+            parts=[{"type": "text", "text": run.prompt}],
+            created_at=run.created_at,
+        )

@@ -1,0 +1,65 @@
+"""Configuration from ``AGENTYARD_*`` environment variables (and the model providers' own)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTYARD_", extra="ignore")
+
+    data_dir: Path = Path(".agentyard")
+    database_url: str | None = None
+    """SQLAlchemy URL; default: SQLite in the data directory."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    max_concurrent_runs: int = Field(default=2, ge=1)
+    expected_run_seconds: float = Field(default=300.0, gt=0)
+    run_timeout_seconds: float = Field(default=3600.0, gt=0)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    keepalive_seconds: float = Field(default=15.0, gt=0)
+    queue_poll_seconds: float = Field(default=1.0, gt=0)
+    cancel_wait_seconds: float = Field(default=10.0, gt=0)
+
+    api_key: SecretStr | None = None
+    """Accepted as a key of the ``admin`` user, beside the keys in the database."""
+
+    default_model: str = "claude-sonnet-4-5"
+    claude_max_turns: int | None = None
+    claude_system_prompt_append: str | None = None
+
+    anthropic_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTYARD_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL"),
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTYARD_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+    )
+
+    log_level: str = "info"
+    log_format: str = "console"
+
+    @cached_property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.resolved_data_dir / 'agentyard.db'}"
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.resolved_data_dir / "workspaces"
+
+    @property
+    def runtime_state_dir(self) -> Path:
+        return self.resolved_data_dir / "runtime-state"

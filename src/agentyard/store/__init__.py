@@ -1,0 +1,1 @@
+"""Persistence: tables, the Store repository, and the Alembic migrations."""

@@ -1,0 +1,380 @@
+"""The Store: every query the service, runner and queues make, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from agentyard.core.clock import utcnow
+from agentyard.core.events import Event
+from agentyard.core.models import Chat, Message, Run, StoredEvent
+from agentyard.core.status import RunStatus, allowed_sources
+from agentyard.store import tables as t
+
+_RUN_FIELDS = {c.name for c in t.runs.columns}
+_CHAT_FIELDS = {c.name for c in t.chats.columns}
+
+
+def _run(row: sa.Row[Any]) -> Run:
+    m = dict(row._mapping)
+    m["status"] = RunStatus(m["status"])
+    m["options"] = m.get("options") or {}
+    return Run(**m)
+
+
+def _chat(row: sa.Row[Any]) -> Chat:
+    return Chat(**dict(row._mapping))
+
+
+def _event(row: sa.Row[Any]) -> StoredEvent:
+    return StoredEvent(run_id=row.run_id, seq=row.seq, data=row.data, created_at=row.created_at)
+
+
+def _run_values(run: Run) -> dict[str, Any]:
+    values = {k: v for k, v in vars(run).items() if k in _RUN_FIELDS}
+    values["status"] = run.status.value
+    return values
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- API keys -----------------------------------------------------------------------------
+
+    async def add_api_key(self, key_id: str, user_id: str, name: str, key_hash: str) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                t.api_keys.insert().values(
+                    key_id=key_id,
+                    user_id=user_id,
+                    name=name,
+                    key_hash=key_hash,
+                    created_at=utcnow(),
+                )
+            )
+
+    async def user_for_key_hash(self, key_hash: str) -> str | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.api_keys.c.user_id).where(
+                        t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+        return None if row is None else str(row.user_id)
+
+    async def count_api_keys(self) -> int:
+        async with self.engine.connect() as conn:
+            return int(
+                (
+                    await conn.execute(sa.select(sa.func.count()).select_from(t.api_keys))
+                ).scalar_one()
+            )
+
+    # -- chats, runs, messages ----------------------------------------------------------------
+
+    async def create_run(
+        self,
+        run: Run,
+        user_message: Message,
+        new_chat: Chat | None = None,
+    ) -> None:
+        """Insert a run with its user message and empty assistant message (and a new chat)."""
+        async with self.transaction() as conn:
+            if new_chat is not None:
+                await conn.execute(
+                    t.chats.insert().values(
+                        {k: v for k, v in vars(new_chat).items() if k in _CHAT_FIELDS}
+                    )
+                )
+            await conn.execute(t.runs.insert().values(_run_values(run)))
+            await conn.execute(t.messages.insert().values(vars(user_message)))
+            await conn.execute(
+                t.messages.insert().values(
+                    message_id=run.assistant_message_id,
+                    chat_id=run.chat_id,
+                    run_id=run.run_id,
+                    role="assistant",
+                    parts=[],
+                    created_at=run.created_at,
+                )
+            )
+
+    async def create_runs(self, items: Sequence[tuple[Run, Message, Chat | None]]) -> None:
+        for run, message, chat in items:
+            await self.create_run(run, message, chat)
+
+    async def get_run(self, run_id: str) -> Run | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(t.runs.select().where(t.runs.c.run_id == run_id))).first()
+        return None if row is None else _run(row)
+
+    async def get_chat(self, chat_id: str) -> Chat | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(t.chats.select().where(t.chats.c.chat_id == chat_id))).first()
+        return None if row is None else _chat(row)
+
+    async def update_chat(self, chat_id: str, **values: Any) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(t.chats.update().where(t.chats.c.chat_id == chat_id).values(values))
+
+    async def update_run(self, run_id: str, **values: Any) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(values))
+
+    async def list_runs(
+        self,
+        user_id: str,
+        status: RunStatus | None,
+        offset: int,
+        limit: int,
+    ) -> list[Run]:
+        query = t.runs.select().where(t.runs.c.user_id == user_id)
+        if status is not None:
+            query = query.where(t.runs.c.status == status.value)
+        query = (
+            query.order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_run(r) for r in (await conn.execute(query)).all()]
+
+    async def runs_in_group(self, group_id: str) -> list[Run]:
+        query = t.runs.select().where(t.runs.c.group_id == group_id).order_by(t.runs.c.created_at)
+        async with self.engine.connect() as conn:
+            return [_run(r) for r in (await conn.execute(query)).all()]
+
+    async def latest_run_in_chat(self, chat_id: str) -> Run | None:
+        query = (
+            t.runs.select()
+            .where(t.runs.c.chat_id == chat_id)
+            .order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc())
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else _run(row)
+
+    async def runs_with_status(self, status: RunStatus) -> list[Run]:
+        query = t.runs.select().where(t.runs.c.status == status.value).order_by(t.runs.c.created_at)
+        async with self.engine.connect() as conn:
+            return [_run(r) for r in (await conn.execute(query)).all()]
+
+    async def list_messages(self, chat_id: str) -> list[Message]:
+        query = t.messages.select().where(t.messages.c.chat_id == chat_id).order_by(t.messages.c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            Message(
+                message_id=r.message_id,
+                chat_id=r.chat_id,
+                run_id=r.run_id,
+                role=r.role,
+                parts=r.parts,
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def claim_next(self, worker_id: str) -> Run | None:
+        """Move the oldest queued run to running; None when there is none to take.
+
+        One UPDATE with a sub-select, so the write lock is taken first (SQLite) and two
+        claimers never take the same run (the status guard).
+        """
+        oldest = (
+            sa.select(t.runs.c.run_id)
+            .where(t.runs.c.status == RunStatus.QUEUED.value)
+            .order_by(t.runs.c.created_at, t.runs.c.run_id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        now = utcnow()
+        async with self.transaction() as conn:
+            row = (
+                await conn.execute(
+                    t.runs.update()
+                    .where(t.runs.c.run_id == oldest, t.runs.c.status == RunStatus.QUEUED.value)
+                    .values(
+                        status=RunStatus.RUNNING.value,
+                        started_at=now,
+                        heartbeat_at=now,
+                        worker_id=worker_id,
+                    )
+                    .returning(t.runs.c.run_id)
+                )
+            ).first()
+        return None if row is None else await self.get_run(row.run_id)
+
+    async def mark_running(self, run_id: str, worker_id: str) -> bool:
+        now = utcnow()
+        async with self.transaction() as conn:
+            return await self._transition(
+                conn,
+                run_id,
+                RunStatus.RUNNING,
+                started_at=now,
+                heartbeat_at=now,
+                worker_id=worker_id,
+            )
+
+    async def _transition(
+        self, conn: AsyncConnection, run_id: str, target: RunStatus, **values: Any
+    ) -> bool:
+        result = await conn.execute(
+            t.runs.update()
+            .where(
+                t.runs.c.run_id == run_id,
+                t.runs.c.status.in_([s.value for s in allowed_sources(target)]),
+            )
+            .values(status=target.value, **values)
+        )
+        return bool(result.rowcount)
+
+    async def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        status_detail: str | None = None,
+        events: Iterable[Event] = (),
+        assistant_parts: list[dict[str, Any]] | None = None,
+        **values: Any,
+    ) -> list[StoredEvent] | None:
+        """End a run in a terminal status and append its last events, atomically.
+
+        Returns the stored events, or None when the run had already ended (a terminal status
+        never changes, and a run gets exactly one ``finish``).
+        """
+        assert status.terminal
+        async with self.transaction() as conn:
+            ok = await self._transition(
+                conn,
+                run_id,
+                status,
+                error=error,
+                status_detail=status_detail,
+                completed_at=utcnow(),
+                **values,
+            )
+            if not ok:
+                return None
+            stored = await self._append(conn, run_id, list(events))
+            if assistant_parts is not None:
+                await conn.execute(
+                    t.messages.update()
+                    .where(t.messages.c.run_id == run_id, t.messages.c.role == "assistant")
+                    .values(parts=assistant_parts, created_at=utcnow())
+                )
+            return stored
+
+    async def heartbeat(self, run_ids: Sequence[str], worker_id: str) -> None:
+        if not run_ids:
+            return
+        async with self.transaction() as conn:
+            await conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id.in_(run_ids), t.runs.c.worker_id == worker_id)
+                .values(heartbeat_at=utcnow())
+            )
+
+    async def stale_running_runs(self, older_than: datetime) -> list[Run]:
+        query = t.runs.select().where(
+            t.runs.c.status == RunStatus.RUNNING.value,
+            sa.or_(t.runs.c.heartbeat_at.is_(None), t.runs.c.heartbeat_at < older_than),
+        )
+        async with self.engine.connect() as conn:
+            return [_run(r) for r in (await conn.execute(query)).all()]
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def append_events(self, run_id: str, events: Sequence[Event]) -> list[StoredEvent]:
+        async with self.transaction() as conn:
+            return await self._append(conn, run_id, events)
+
+    async def _append(
+        self, conn: AsyncConnection, run_id: str, events: Sequence[Event]
+    ) -> list[StoredEvent]:
+        if not events:
+            return []
+        last = (
+            await conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id == run_id)
+                .values(event_seq=t.runs.c.event_seq + len(events))
+                .returning(t.runs.c.event_seq)
+            )
+        ).scalar_one()
+        first = int(last) - len(events) + 1
+        now = utcnow()
+        stored = [
+            StoredEvent(run_id=run_id, seq=first + i, data=ev, created_at=now)
+            for i, ev in enumerate(events)
+        ]
+        await conn.execute(
+            t.events.insert(),
+            [
+                {"run_id": run_id, "seq": s.seq, "type": s.type, "data": s.data, "created_at": now}
+                for s in stored
+            ],
+        )
+        return stored
+
+    async def read_events(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        query = (
+            t.events.select()
+            .where(t.events.c.run_id == run_id, t.events.c.seq > after_seq)
+            .order_by(t.events.c.seq)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            return [_event(r) for r in (await conn.execute(query)).all()]
+
+    # -- git credentials ------------------------------------------------------------------------
+
+    async def put_git_credential(self, user_id: str, **values: Any) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                t.git_credentials.delete().where(t.git_credentials.c.user_id == user_id)
+            )
+            await conn.execute(
+                t.git_credentials.insert().values(user_id=user_id, created_at=utcnow(), **values)
+            )
+
+    async def get_git_credential(self, user_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    t.git_credentials.select().where(t.git_credentials.c.user_id == user_id)
+                )
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    async def delete_git_credential(self, user_id: str) -> bool:
+        async with self.transaction() as conn:
+            result = await conn.execute(
+                t.git_credentials.delete().where(t.git_credentials.c.user_id == user_id)
+            )
+        return bool(result.rowcount)
