@@ -49,8 +49,8 @@ class LocalQueue:
             self._workers.append(asyncio.create_task(self._work(), name=f"local-worker-{i}"))
 
     async def stop(self) -> None:
-        for task in self._workers:
-            task.cancel()
+        for worker in self._workers:
+            worker.cancel()
         for run_id, task in list(self._active.items()):
             self._controls[run_id].interrupt("Server shut down while the run was executing")
             task.cancel()

@@ -1,0 +1,145 @@
+"""The store and the event log: durable lifecycle rules and lossless streams."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentyard.core import events as ev
+from agentyard.core import ids
+from agentyard.core.clock import utcnow
+from agentyard.core.models import Chat, Message, Run
+from agentyard.core.status import RunStatus
+from agentyard.events.log import EventLog
+from agentyard.store.store import Store
+
+
+async def make_run(store: Store, user: str = "alice") -> Run:
+    now = utcnow()
+    chat = Chat(chat_id=ids.new_chat_id(), user_id=user, created_at=now)
+    run = Run(
+        run_id=ids.new_run_id(),
+        chat_id=chat.chat_id,
+        user_id=user,
+        agent="claude",
+        model=None,
+        prompt="hello",
+        status=RunStatus.QUEUED,
+        user_message_id=ids.new_message_id(),
+        assistant_message_id=ids.new_message_id(),
+        created_at=now,
+    )
+    msg = Message(run.user_message_id, chat.chat_id, run.run_id, "user", [], now)
+    await store.create_run(run, msg, new_chat=chat)
+    return run
+
+
+async def test_claim_takes_the_oldest_queued_run_once(store: Store) -> None:
+    """Runs are claimed oldest first, and two claimers never get the same run."""
+    first = await make_run(store)
+    second = await make_run(store)
+    claims = await asyncio.gather(*(store.claim_next(f"w{i}") for i in range(4)))
+    claimed = [c.run_id for c in claims if c is not None]
+    assert sorted(claimed) == sorted([first.run_id, second.run_id])
+    again = await store.get_run(first.run_id)
+    assert again is not None and again.status is RunStatus.RUNNING and again.started_at
+    assert await store.claim_next("w9") is None
+
+
+async def test_a_terminal_status_never_changes(store: Store, event_log: EventLog) -> None:
+    """The first finish wins; later ones change nothing and append no second finish."""
+    run = await make_run(store)
+    assert await store.claim_next("w") is not None
+    assert await event_log.finish(run.run_id, RunStatus.CANCELLED, error="Cancelled by user")
+    assert not await event_log.finish(run.run_id, RunStatus.COMPLETED)
+    assert not await event_log.finish(run.run_id, RunStatus.FAILED, error="late")
+    after = await store.get_run(run.run_id)
+    assert after is not None and after.status is RunStatus.CANCELLED
+    finishes = [e for e in await event_log.read(run.run_id) if e.type == ev.FINISH]
+    assert [f.data["status"] for f in finishes] == ["cancelled"]
+
+
+async def test_concurrent_appends_get_gap_free_sequence_numbers(
+    store: Store, event_log: EventLog
+) -> None:
+    """Seq is 1..N with no gap or duplicate, whatever the interleaving of writers."""
+    run = await make_run(store)
+    await asyncio.gather(
+        *(event_log.append(run.run_id, *ev.text(f"b{i}", str(i))) for i in range(20))
+    )
+    stored = await event_log.read(run.run_id)
+    assert [s.seq for s in stored] == list(range(1, 61))
+    reread = await store.get_run(run.run_id)
+    assert reread is not None and reread.event_seq == 60
+
+
+async def _collect(log: EventLog, run_id: str, after: int) -> list[int]:
+    seen = []
+    async for item in log.follow(run_id, after, keepalive=0.2):
+        if item is not None:
+            seen.append(item.seq)
+    return seen
+
+
+async def test_follow_delivers_live_events_and_resumes_exactly(
+    store: Store, event_log: EventLog
+) -> None:
+    """A live follower sees every event once, in order, and ends after finish; a resume
+    from seq N gets exactly N+1.. ."""
+    run = await make_run(store)
+    await store.claim_next("w")
+    follower = asyncio.create_task(_collect(event_log, run.run_id, 0))
+    await asyncio.sleep(0.05)
+    for i in range(30):
+        await event_log.append(run.run_id, {"type": ev.TEXT_DELTA, "id": "t", "delta": str(i)})
+    await event_log.finish(run.run_id, RunStatus.COMPLETED)
+    assert await asyncio.wait_for(follower, 5) == list(range(1, 32))
+    assert await _collect(event_log, run.run_id, 17) == list(range(18, 32))
+
+
+async def test_a_slow_follower_falls_back_to_the_table_and_loses_nothing(
+    store: Store, event_log: EventLog
+) -> None:
+    """When the in-memory buffer overflows, the follower reads the table instead: no loss."""
+    run = await make_run(store)
+    await store.claim_next("w")
+    seen: list[int] = []
+    gate = asyncio.Event()
+
+    async def slow() -> None:
+        async for item in event_log.follow(run.run_id, 0, keepalive=0.2):
+            if item is None:
+                continue
+            seen.append(item.seq)
+            await gate.wait()
+
+    task = asyncio.create_task(slow())
+    await asyncio.sleep(0.05)
+    # The bus holds 50 events per subscriber; write far more while the follower is stuck.
+    for i in range(40):
+        await event_log.append(run.run_id, *ev.text(f"b{i}", "x"))
+    await event_log.finish(run.run_id, RunStatus.COMPLETED)
+    gate.set()
+    await asyncio.wait_for(task, 5)
+    assert seen == list(range(1, 122))
+
+
+async def test_follow_sends_keepalive_ticks_while_idle(store: Store, event_log: EventLog) -> None:
+    """An idle stream yields keep-alive ticks (None) instead of going silent."""
+    run = await make_run(store)
+    ticks = 0
+    async for item in event_log.follow(run.run_id, 0, keepalive=0.05):
+        assert item is None
+        ticks += 1
+        if ticks == 3:
+            break
+    assert ticks == 3
+
+
+async def test_finish_stores_the_assistant_message(store: Store, event_log: EventLog) -> None:
+    """A run's assistant message gets its parts when the run ends."""
+    run = await make_run(store)
+    await store.claim_next("w")
+    parts = [{"type": "text", "text": "done"}]
+    await event_log.finish(run.run_id, RunStatus.COMPLETED, assistant_parts=parts)
+    messages = await store.list_messages(run.chat_id)
+    assert [(m.role, m.parts) for m in messages] == [("user", []), ("assistant", parts)]
