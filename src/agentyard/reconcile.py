@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 
 from agentyard.core import events as ev
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
+from agentyard.runtimes.processes import kill_run_processes
 from agentyard.store.store import Store
 
 log = structlog.get_logger(__name__)
@@ -16,6 +19,8 @@ async def interrupt_orphans(store: Store, events: EventLog, reason: str) -> int:
     """End every run left ``running`` by a dead process as ``interrupted``."""
     count = 0
     for run in await store.runs_with_status(RunStatus.RUNNING):
+        # The dead server's agent processes may have outlived it.
+        await asyncio.to_thread(kill_run_processes, run.run_id)
         parts = ev.message_parts([s.data for s in await store.read_events(run.run_id)])
         if await events.finish(
             run.run_id,

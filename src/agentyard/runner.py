@@ -66,8 +66,8 @@ class Runner:
         try:
             outcome = await self._run_agent(run)
         except asyncio.CancelledError:
-            await asyncio.to_thread(kill_run_processes, run.run_id)
-            await asyncio.shield(self._end(run, control.status, control.reason, None))
+            # Shielded: a second cancel must not leave the run without its terminal status.
+            await asyncio.shield(self.stop(run, control))
             bound.info("run stopped", status=control.status.value)
             raise
         except Exception as exc:  # a bug or an unexpected failure: the run must still end
@@ -116,6 +116,11 @@ class Runner:
             await self.events.append(run.run_id, *events)
 
         return await runtime.run(spec, emit)
+
+    async def stop(self, run: Run, control: RunControl) -> None:
+        """Kill what the run started and end it as ``control`` says (no-op if it has ended)."""
+        await asyncio.to_thread(kill_run_processes, run.run_id)
+        await self._end(run, control.status, control.reason, None)
 
     async def _end(
         self, run: Run, status: RunStatus, error: str | None, outcome: RunOutcome | None

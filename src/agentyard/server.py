@@ -63,8 +63,7 @@ class Agentyard:
             self.store,
             self.events,
             self.queue,
-            agents=tuple(self.runtimes),
-            default_model=settings.default_model,
+            self.runtimes,
         )
 
     async def start(self) -> None:

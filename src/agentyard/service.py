@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ from agentyard.core.routing import resolve_agent
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.queue.base import TaskQueue
+from agentyard.runtimes.base import AgentRuntime
 from agentyard.store.store import Store
 
 
@@ -53,19 +54,25 @@ class Service:
         store: Store,
         events: EventLog,
         queue: TaskQueue,
-        agents: tuple[str, ...],
-        default_model: str | None = None,
+        runtimes: Mapping[str, AgentRuntime],
     ) -> None:
         self.store = store
         self.events = events
         self.queue = queue
-        self.agents = agents
-        self.default_model = default_model
+        self.runtimes = runtimes
+        self.agents = tuple(runtimes)
+
+    def _resolve(self, agent: str | None, model: str | None) -> str:
+        chosen = resolve_agent(agent, model, self.agents)
+        check = getattr(self.runtimes[chosen], "check_model", None)
+        if check is not None:
+            check(model)
+        return chosen
 
     # -- commands -------------------------------------------------------------------------------
 
     async def create_task(self, user_id: str, task: NewTask) -> Run:
-        agent = resolve_agent(task.agent, task.model, self.agents)
+        agent = self._resolve(task.agent, task.model)
         now = utcnow()
         chat = Chat(chat_id=ids.new_chat_id(), user_id=user_id, created_at=now, title=task.title)
         run = self._new_run(user_id, chat.chat_id, agent, task.model, task.prompt, None)
@@ -87,7 +94,7 @@ class Service:
         if follow_up.agent is None:
             agent, model = latest.agent, latest.model
         else:
-            agent = resolve_agent(follow_up.agent, follow_up.model, self.agents)
+            agent = self._resolve(follow_up.agent, follow_up.model)
             model = follow_up.model
         run = self._new_run(
             user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id

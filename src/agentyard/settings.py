@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("AGENTYARD_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
     )
 
+    commands: str | None = None
+    """Command runtime: JSON ``{"name": {"argv": [..., "{prompt}"], "stdin": false,
+    "timeout_seconds": 1800, "env": {}}}``."""
+    commands_file: Path | None = None
+    default_command: str | None = None
+
     log_level: str = "info"
     log_format: str = "console"
 

@@ -95,16 +95,17 @@ class LocalQueue:
             self._active[run.run_id] = task
             self._controls[run.run_id] = control
             try:
-                await asyncio.shield(task)
+                # wait() returns when the run ends, however it ends; only the worker's own
+                # cancellation (shutdown) raises here.
+                await asyncio.wait([task])
+                if task.cancelled():
+                    # Cancelled before its first step: the runner never got to end it.
+                    await self.runner.stop(run, control)
             except asyncio.CancelledError:
-                if not task.done():
-                    # The worker itself is stopping: the run goes with it.
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
-                    raise
-            except Exception:
-                log.exception("run task failed", run_id=run.run_id)
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise
             finally:
                 self._active.pop(run.run_id, None)
                 self._controls.pop(run.run_id, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agentyard.runtimes.base import AgentRuntime
 from agentyard.runtimes.claude import ClaudeRuntime
+from agentyard.runtimes.command import CommandRuntime, load_commands
 from agentyard.settings import Settings
 
 
@@ -16,4 +17,7 @@ def build_runtimes(settings: Settings) -> dict[str, AgentRuntime]:
         max_turns=settings.claude_max_turns,
         system_prompt_append=settings.claude_system_prompt_append,
     )
-    return {"claude": claude}
+    command = CommandRuntime(
+        load_commands(settings.commands, settings.commands_file), settings.default_command
+    )
+    return {"claude": claude, "command": command}

@@ -1,0 +1,152 @@
+"""The command runtime: any CLI agent (aider, gemini-cli, goose, a script) as a run.
+
+A command is an argv template configured by name; ``{prompt}`` is replaced by the prompt as
+one argument (never through a shell), the prompt is also in ``AGENTYARD_PROMPT`` and, if the
+command asks for it, on stdin. Output lines become text events; exit 0 completes the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from agentyard.core import events as ev
+from agentyard.core.errors import InvalidInput
+from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
+
+_STDERR_TAIL = 20
+_SECRET_ENV = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "AGENTYARD_API_KEY", "AGENTYARD_SECRET_KEY")
+
+
+class CommandSpec(BaseModel):
+    argv: list[str] = Field(min_length=1)
+    stdin: bool = False
+    timeout_seconds: float = Field(default=1800.0, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass
+class CommandRuntime:
+    commands: Mapping[str, CommandSpec]
+    default: str | None = None
+    name: str = field(default="command", init=False)
+
+    def availability(self) -> Availability:
+        if not self.commands:
+            return Availability(
+                False, "no commands configured (set AGENTYARD_COMMANDS or AGENTYARD_COMMANDS_FILE)",
+                None,
+            )
+        return Availability(True, "commands: " + ", ".join(sorted(self.commands)), self._default())
+
+    def _default(self) -> str | None:
+        return self.default or (next(iter(self.commands)) if self.commands else None)
+
+    def check_model(self, model: str | None) -> None:
+        """A command run's ``model`` names a configured command."""
+        name = model or self._default()
+        if name is None or name not in self.commands:
+            known = ", ".join(sorted(self.commands)) or "none configured"
+            raise InvalidInput(f"unknown command {model!r} for agent 'command' (commands: {known})")
+
+    async def run(self, spec: RunSpec, emit: Emit) -> RunOutcome:
+        name = spec.model or self._default()
+        command = self.commands.get(name or "")
+        if command is None:
+            return RunOutcome(ok=False, error=f"unknown command {name!r}")
+        argv = [arg.replace("{prompt}", spec.prompt) for arg in command.argv]
+        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+        env.update(command.env)
+        env.update(spec.env)
+        env["AGENTYARD_PROMPT"] = spec.prompt
+        timeout = min(command.timeout_seconds, spec.timeout_seconds)
+        started = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=spec.workspace,
+                env=env,
+                stdin=asyncio.subprocess.PIPE if command.stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return RunOutcome(ok=False, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
+        tail: deque[str] = deque(maxlen=_STDERR_TAIL)
+        try:
+            async with asyncio.timeout(timeout):
+                if command.stdin and proc.stdin is not None:
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        proc.stdin.write(spec.prompt.encode())
+                        await proc.stdin.drain()
+                    proc.stdin.close()
+                assert proc.stdout is not None and proc.stderr is not None
+                await asyncio.gather(
+                    _pump(proc.stdout, "stdout", emit, None),
+                    _pump(proc.stderr, "stderr", emit, tail),
+                )
+                code = await proc.wait()
+        except TimeoutError:
+            _kill_group(proc)
+            await proc.wait()
+            return RunOutcome(ok=False, error=f"command {name!r} timed out after {timeout:g} s")
+        except asyncio.CancelledError:
+            _kill_group(proc)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(proc.wait())
+            raise
+        finally:
+            if proc.returncode is None:
+                _kill_group(proc)
+        usage = {"durationMs": int((time.monotonic() - started) * 1000)}
+        if code == 0:
+            return RunOutcome(ok=True, usage=usage, cost_usd=0.0)
+        detail = "\n".join(tail).strip()
+        error = f"command {name!r} exited with code {code}" + (f": {detail}" if detail else "")
+        return RunOutcome(ok=False, error=error, usage=usage, cost_usd=0.0)
+
+
+async def _pump(
+    stream: asyncio.StreamReader, block_id: str, emit: Emit, tail: deque[str] | None
+) -> None:
+    opened = False
+    while True:
+        line = await stream.readline()
+        if not line:
+            break
+        text = line.decode(errors="replace")
+        if tail is not None:
+            tail.append(text.rstrip("\n"))
+        if not opened:
+            await emit({"type": ev.TEXT_START, "id": block_id})
+            opened = True
+        await emit({"type": ev.TEXT_DELTA, "id": block_id, "delta": text})
+    if opened:
+        await emit({"type": ev.TEXT_END, "id": block_id})
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def load_commands(raw_json: str | None, file: Path | None) -> dict[str, CommandSpec]:
+    """Commands from a JSON file and/or a JSON string: ``{"name": {"argv": [...], ...}}``."""
+    import json
+
+    merged: dict[str, object] = {}
+    if file is not None:
+        merged.update(json.loads(file.read_text()))
+    if raw_json:
+        merged.update(json.loads(raw_json))
+    return {name: CommandSpec.model_validate(value) for name, value in merged.items()}
