@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from agentyard import __version__
-from agentyard.api import agent, errors, tasks
+from agentyard.api import agent, agents, errors, tasks
 from agentyard.api.body import BodyLimit
 from agentyard.server import Agentyard
 from agentyard.settings import Settings
@@ -32,6 +32,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
     errors.install(app)
     app.include_router(tasks.router)
     app.include_router(agent.router)
+    app.include_router(agents.router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
