@@ -1,11 +1,16 @@
-"""Shared fixtures: a migrated store on SQLite, and its event log."""
+"""Shared fixtures: a migrated store on SQLite and on PostgreSQL, and its event log.
+
+Each PostgreSQL test gets a fresh database cloned from a migrated template.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from agentyard.events.bus import LocalBus
@@ -18,12 +23,48 @@ for _name in list(os.environ):
     if _name.startswith(("ANTHROPIC_", "OPENAI_", "CLAUDE_", "CODEX_", "AGENTYARD_")):
         del os.environ[_name]
 
+PG_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
+TEMPLATE = "agentyard_test_template"
+
+
+def _admin() -> psycopg.Connection:
+    return psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=5)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> str:
+    """A migrated template database, made once per test session."""
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    migrate(f"postgresql+psycopg://postgres@{PG_DSN.split('@', 1)[1]}/{TEMPLATE}")
+    return TEMPLATE
+
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-    migrate(url)
-    s = Store(create_engine(url))
+def pg_database(pg_template: str) -> Iterator[str]:
+    """A fresh database cloned from the template; its SQLAlchemy URL."""
+    name = f"agentyard_test_{uuid.uuid4().hex[:12]}"
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield f"postgresql+psycopg://postgres@{PG_DSN.split('@', 1)[1]}/{name}"
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        migrate(url)
+        return url
+    url: str = request.getfixturevalue("pg_database")
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store(create_engine(database_url))
     yield s
     await s.close()
 

@@ -37,12 +37,14 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    args: tuple[str, ...] = ()
+
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.log_path = self.data_dir / f"server-{time.monotonic_ns()}.log"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentyard.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "agentyard.cli", "serve", "--port", str(self.port), *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -93,6 +95,57 @@ class ServerProcess:
             check=True,
         )
         return out.stdout
+
+
+@dataclass
+class WorkerProcess:
+    """An ``agentyard worker`` process."""
+
+    env: dict[str, str]
+    log_path: Path
+    concurrency: int = 2
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agentyard.cli",
+                "worker",
+                "--concurrency",
+                str(self.concurrency),
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
 
 def server_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:

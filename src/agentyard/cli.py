@@ -49,6 +49,34 @@ def serve(
 
 
 @app.command()
+def worker(
+    concurrency: int = typer.Option(2, min=1, help="Runs executed at once by this worker."),
+) -> None:
+    """Execute runs from the PostgreSQL queue (scale-out); stops cleanly on SIGTERM/SIGINT."""
+    import signal
+
+    from agentyard.server import Agentyard
+
+    settings = _settings()
+
+    async def main() -> None:
+        yard = Agentyard(settings)
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await yard.run_worker(concurrency)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await yard.stop()
+
+    asyncio.run(main())
+
+
+@app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
     from agentyard.store.db import migrate as run_migrate

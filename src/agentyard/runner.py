@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,16 @@ class RunControl:
 
     status: RunStatus = RunStatus.CANCELLED
     reason: str = "Cancelled by user"
+    resolve: Callable[[], tuple[RunStatus, str] | None] | None = None
+    """Asked at cancel time, for queues that learn the cause only then (e.g. a shutdown)."""
 
     def interrupt(self, reason: str) -> None:
         self.status = RunStatus.INTERRUPTED
         self.reason = reason
+
+    def outcome(self) -> tuple[RunStatus, str]:
+        decided = self.resolve() if self.resolve is not None else None
+        return decided or (self.status, self.reason)
 
 
 class Runner:
@@ -68,7 +74,7 @@ class Runner:
         except asyncio.CancelledError:
             # Shielded: a second cancel must not leave the run without its terminal status.
             await asyncio.shield(self.stop(run, control))
-            bound.info("run stopped", status=control.status.value)
+            bound.info("run stopped", status=control.outcome()[0].value)
             raise
         except Exception as exc:  # a bug or an unexpected failure: the run must still end
             bound.exception("run crashed")
@@ -120,7 +126,8 @@ class Runner:
     async def stop(self, run: Run, control: RunControl) -> None:
         """Kill what the run started and end it as ``control`` says (no-op if it has ended)."""
         await asyncio.to_thread(kill_run_processes, run.run_id)
-        await self._end(run, control.status, control.reason, None)
+        status, reason = control.outcome()
+        await self._end(run, status, reason, None)
 
     async def _end(
         self, run: Run, status: RunStatus, error: str | None, outcome: RunOutcome | None

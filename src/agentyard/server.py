@@ -19,7 +19,7 @@ from agentyard.runtimes.base import AgentRuntime
 from agentyard.runtimes.registry import build_runtimes
 from agentyard.service import Service
 from agentyard.settings import Settings
-from agentyard.store.db import create_engine, migrate
+from agentyard.store.db import create_engine, is_sqlite, migrate
 from agentyard.store.store import Store
 from agentyard.workspace.workspaces import Workspaces
 
@@ -51,14 +51,30 @@ class Agentyard:
             settings.runtime_state_dir,
             settings.run_timeout_seconds,
         )
-        self.queue: TaskQueue = LocalQueue(
-            self.store,
-            self.events,
-            self.runner,
-            settings.max_concurrent_runs,
-            poll_seconds=settings.queue_poll_seconds,
-            cancel_wait_seconds=settings.cancel_wait_seconds,
-        )
+        self.scale_out = not is_sqlite(settings.db_url)
+        self.queue: TaskQueue
+        if self.scale_out:
+            from agentyard.queue.procrastinate_queue import ProcrastinateQueue
+
+            self.queue = ProcrastinateQueue(
+                settings.db_url,
+                self.store,
+                self.events,
+                self.runner,
+                cancel_wait_seconds=settings.cancel_wait_seconds,
+                heartbeat_seconds=settings.worker_heartbeat_seconds,
+                stalled_after_seconds=settings.worker_stalled_seconds,
+            )
+        else:
+            self.queue = LocalQueue(
+                self.store,
+                self.events,
+                self.runner,
+                settings.max_concurrent_runs,
+                poll_seconds=settings.queue_poll_seconds,
+                cancel_wait_seconds=settings.cancel_wait_seconds,
+            )
+        self._background: list[asyncio.Task[None]] = []
         self.service = Service(
             self.store,
             self.events,
@@ -71,7 +87,9 @@ class Agentyard:
         data_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(migrate, self.settings.db_url)
         await self.ensure_admin_key()
-        if self.run_workers:
+        if self.scale_out:
+            await self._start_scale_out()
+        elif self.run_workers:
             # Only the process that executes runs may declare the previous one's runs dead.
             n = await interrupt_orphans(
                 self.store, self.events, "Server restarted while the run was executing"
@@ -80,7 +98,31 @@ class Agentyard:
                 log.warning("interrupted runs left by a previous server", count=n)
             await self.queue.start()
 
+    async def _start_scale_out(self) -> None:
+        from agentyard.queue.procrastinate_queue import ProcrastinateQueue, listen_for_events
+
+        assert isinstance(self.queue, ProcrastinateQueue)
+        await self.queue.start()
+        self._background.append(
+            asyncio.create_task(listen_for_events(self.settings.db_url, self.bus), name="listen")
+        )
+        if self.run_workers:
+            self.queue.start_workers(self.settings.max_concurrent_runs)
+
+    async def run_worker(self, concurrency: int) -> None:
+        """``agentyard worker``: execute runs until cancelled (scale-out only)."""
+        from agentyard.queue.procrastinate_queue import ProcrastinateQueue
+
+        if not isinstance(self.queue, ProcrastinateQueue):
+            raise RuntimeError("workers need AGENTYARD_DATABASE_URL=postgresql+psycopg://...")
+        await asyncio.to_thread(migrate, self.settings.db_url)
+        await self.queue.start()
+        await self.queue.run_workers(concurrency)
+
     async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.queue.stop()
         await self.store.close()
 

@@ -76,7 +76,9 @@ class Service:
         now = utcnow()
         chat = Chat(chat_id=ids.new_chat_id(), user_id=user_id, created_at=now, title=task.title)
         run = self._new_run(user_id, chat.chat_id, agent, task.model, task.prompt, None)
-        await self.store.create_run(run, self._user_message(run), new_chat=chat)
+        await self.store.create_run(
+            run, self._user_message(run), new_chat=chat, on_insert=self.queue.in_transaction
+        )
         await self.queue.enqueued(run.run_id)
         return run
 
@@ -100,7 +102,9 @@ class Service:
             user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id
         )
         run.group_id = None
-        await self.store.create_run(run, self._user_message(run))
+        await self.store.create_run(
+            run, self._user_message(run), on_insert=self.queue.in_transaction
+        )
         await self.queue.enqueued(run.run_id)
         return run
 

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     keepalive_seconds: float = Field(default=15.0, gt=0)
     queue_poll_seconds: float = Field(default=1.0, gt=0)
     cancel_wait_seconds: float = Field(default=10.0, gt=0)
+    worker_heartbeat_seconds: float = Field(default=2.0, gt=0)
+    worker_stalled_seconds: float = Field(default=10.0, gt=0)
+    """A worker silent this long is presumed dead and its runs end ``interrupted``."""
 
     api_key: SecretStr | None = None
     """Accepted as a key of the ``admin`` user, beside the keys in the database."""

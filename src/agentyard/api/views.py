@@ -50,6 +50,7 @@ def task(run: Run, chat: Chat, messages: list[Message]) -> dict[str, Any]:
             "previousRunId": run.previous_run_id,
             "error": run.error,
             "statusDetail": run.status_detail,
+            "workerId": run.worker_id,
             "github": github(chat, run),
             "usage": run.usage,
             "costUsd": run.cost_usd,

@@ -53,5 +53,10 @@ class LocalBus:
         for sub in self._subs.get(run_id, ()):
             sub.push(events)
 
+    def wake_all(self) -> None:
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.push(None)
+
     def subscriber_count(self, run_id: str) -> int:
         return len(self._subs.get(run_id, ()))

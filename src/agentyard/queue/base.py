@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agentyard.core.models import Run
+
 
 class TaskQueue(Protocol):
     async def start(self) -> None:
@@ -11,6 +15,9 @@ class TaskQueue(Protocol):
 
     async def stop(self) -> None:
         """Stop taking runs; runs still executing are left to reconciliation."""
+
+    async def in_transaction(self, conn: AsyncConnection, run: Run) -> None:
+        """Called in the transaction that inserts a run (to enqueue it atomically)."""
 
     async def enqueued(self, run_id: str) -> None:
         """A queued run was committed; wake an executor."""

@@ -8,7 +8,9 @@ import os
 import socket
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agentyard.core.models import Run
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.runner import RunControl, Runner
@@ -56,6 +58,9 @@ class LocalQueue:
             task.cancel()
         await asyncio.gather(*self._workers, *self._active.values(), return_exceptions=True)
         self._workers.clear()
+
+    async def in_transaction(self, conn: AsyncConnection, run: Run) -> None:
+        """Nothing: the queued row is the queue."""
 
     async def enqueued(self, run_id: str) -> None:
         self._wake.set()

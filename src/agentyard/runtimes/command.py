@@ -43,7 +43,8 @@ class CommandRuntime:
     def availability(self) -> Availability:
         if not self.commands:
             return Availability(
-                False, "no commands configured (set AGENTYARD_COMMANDS or AGENTYARD_COMMANDS_FILE)",
+                False,
+                "no commands configured (set AGENTYARD_COMMANDS or AGENTYARD_COMMANDS_FILE)",
                 None,
             )
         return Availability(True, "commands: " + ", ".join(sorted(self.commands)), self._default())

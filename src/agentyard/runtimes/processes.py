@@ -17,8 +17,13 @@ from agentyard.runtimes.base import RUN_MARKER_ENV
 
 def marked_pids(run_id: str) -> list[int]:
     """Live processes whose environment carries this run's marker."""
-    needle = f"{RUN_MARKER_ENV}={run_id}".encode()
-    found: list[int] = []
+    return marked_processes().get(run_id, [])
+
+
+def marked_processes() -> dict[str, list[int]]:
+    """Every live agent process on this machine, by the run id it carries."""
+    prefix = f"{RUN_MARKER_ENV}=".encode()
+    found: dict[str, list[int]] = {}
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -31,10 +36,11 @@ def marked_pids(run_id: str) -> list[int]:
                 environ = fh.read()
         except OSError:
             continue
-        if needle in environ.split(b"\0"):
-            if _is_zombie(pid):
-                continue
-            found.append(pid)
+        for var in environ.split(b"\0"):
+            if var.startswith(prefix):
+                if not _is_zombie(pid):
+                    found.setdefault(var[len(prefix) :].decode(errors="replace"), []).append(pid)
+                break
     return found
 
 

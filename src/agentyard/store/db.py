@@ -52,4 +52,29 @@ def migrate(url: str) -> None:
         path = url.split(":///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), "head")
+        command.upgrade(alembic_config(url), "head")
+        return
+    import psycopg
+
+    with psycopg.connect(psycopg_conninfo(url), autocommit=True) as conn:
+        # One migrator at a time, even when an API process and its workers start together.
+        conn.execute("SELECT pg_advisory_lock(74201)")
+        try:
+            command.upgrade(alembic_config(url), "head")
+            _apply_procrastinate_schema(conn)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(74201)")
+
+
+def psycopg_conninfo(url: str) -> str:
+    """The libpq connection string of a ``postgresql+psycopg://`` URL."""
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _apply_procrastinate_schema(conn: Any) -> None:
+    """procrastinate's own schema, once, on PostgreSQL (the job queue of the scale-out)."""
+    from procrastinate.schema import SchemaManager
+
+    exists = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
+    if exists is None or exists[0] is None:
+        conn.execute(SchemaManager.get_schema())

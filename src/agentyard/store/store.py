@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -16,6 +16,8 @@ from agentyard.core.models import Chat, Message, Run, StoredEvent
 from agentyard.core.status import RunStatus, allowed_sources
 from agentyard.store import tables as t
 
+InTransaction = Callable[[AsyncConnection, Run], Awaitable[None]]
+EVENTS_CHANNEL = "agentyard_events"
 _RUN_FIELDS = {c.name for c in t.runs.columns}
 _CHAT_FIELDS = {c.name for c in t.chats.columns}
 
@@ -93,8 +95,13 @@ class Store:
         run: Run,
         user_message: Message,
         new_chat: Chat | None = None,
+        on_insert: InTransaction | None = None,
     ) -> None:
-        """Insert a run with its user message and empty assistant message (and a new chat)."""
+        """Insert a run with its user message and empty assistant message (and a new chat).
+
+        ``on_insert`` runs in the same transaction (a queue enqueues the run there, so a run
+        is never committed without its job, nor a job without its run).
+        """
         async with self.transaction() as conn:
             if new_chat is not None:
                 await conn.execute(
@@ -114,10 +121,8 @@ class Store:
                     created_at=run.created_at,
                 )
             )
-
-    async def create_runs(self, items: Sequence[tuple[Run, Message, Chat | None]]) -> None:
-        for run, message, chat in items:
-            await self.create_run(run, message, chat)
+            if on_insert is not None:
+                await on_insert(conn, run)
 
     async def get_run(self, run_id: str) -> Run | None:
         async with self.engine.connect() as conn:
@@ -337,6 +342,11 @@ class Store:
                 for s in stored
             ],
         )
+        if conn.dialect.name == "postgresql":
+            # Delivered at commit: listeners in other processes wake and read the table.
+            await conn.execute(
+                sa.select(sa.func.pg_notify(EVENTS_CHANNEL, f"{run_id}:{stored[-1].seq}"))
+            )
         return stored
 
     async def read_events(

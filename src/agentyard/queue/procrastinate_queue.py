@@ -1,0 +1,239 @@
+"""The scale-out queue: procrastinate jobs on PostgreSQL, executed by ``agentyard worker``.
+
+A run's job is deferred in the transaction that inserts the run. Cancel reaches the worker
+through procrastinate's abort (the worker cancels the job's asyncio task, the runner kills
+the agent's process tree). A worker that dies stops heartbeating; any process's reaper then
+ends its runs ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+
+import procrastinate
+import sqlalchemy as sa
+import structlog
+from procrastinate import job_context
+from procrastinate.jobs import Status
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agentyard.core import events as ev
+from agentyard.core.models import Run
+from agentyard.core.status import RunStatus
+from agentyard.events.bus import LocalBus
+from agentyard.events.log import EventLog
+from agentyard.runner import RunControl, Runner
+from agentyard.runtimes.processes import kill_run_processes, marked_processes
+from agentyard.store.db import psycopg_conninfo
+from agentyard.store.store import Store
+
+log = structlog.get_logger(__name__)
+
+QUEUE = "agentyard"
+TASK = "agentyard.run"
+
+
+class ProcrastinateQueue:
+    def __init__(
+        self,
+        database_url: str,
+        store: Store,
+        events: EventLog,
+        runner: Runner | None,
+        *,
+        cancel_wait_seconds: float = 10.0,
+        heartbeat_seconds: float = 2.0,
+        stalled_after_seconds: float = 10.0,
+        reap_every_seconds: float = 3.0,
+    ) -> None:
+        self.store = store
+        self.events = events
+        self.runner = runner
+        self.cancel_wait_seconds = cancel_wait_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stalled_after_seconds = stalled_after_seconds
+        self.reap_every_seconds = reap_every_seconds
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.app = procrastinate.App(
+            connector=procrastinate.PsycopgConnector(conninfo=psycopg_conninfo(database_url))
+        )
+        self.app.task(name=TASK, queue=QUEUE, pass_context=True)(self._execute)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- the TaskQueue port ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.app.open_async()
+        self._tasks.append(asyncio.create_task(self._reap_forever(), name="reaper"))
+
+    async def run_workers(self, concurrency: int) -> None:
+        """Execute runs here (``agentyard worker``, or ``serve`` with workers) until cancelled."""
+        assert self.runner is not None, "a worker needs a runner"
+        await self.app.run_worker_async(
+            queues=[QUEUE],
+            name=self.worker_name,
+            concurrency=concurrency,
+            install_signal_handlers=False,
+            update_heartbeat_interval=self.heartbeat_seconds,
+            stalled_worker_timeout=self.stalled_after_seconds,
+            abort_job_polling_interval=1.0,
+            fetch_job_polling_interval=1.0,
+        )
+
+    def start_workers(self, concurrency: int) -> None:
+        self._tasks.append(asyncio.create_task(self.run_workers(concurrency), name="worker"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.app.close_async()
+
+    async def in_transaction(self, conn: AsyncConnection, run: Run) -> None:
+        """Defer the run's job in the transaction that inserts the run."""
+        # procrastinate's own SQL function; the chat id as lock keeps a chat's runs in order.
+        await conn.execute(
+            sa.text(
+                "SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, :lock,"
+                " NULL, CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1]))"
+            ),
+            {
+                "queue": QUEUE,
+                "task": TASK,
+                "lock": run.chat_id,
+                "args": json.dumps({"run_id": run.run_id}),
+            },
+        )
+
+    async def enqueued(self, run_id: str) -> None:
+        """Nothing to do: the job was committed with the run, and NOTIFY wakes a worker."""
+
+    async def cancel(self, run_id: str) -> bool:
+        run = await self.store.get_run(run_id)
+        if run is None or run.status.terminal:
+            return False
+        job_id = await self._job_id(run_id)
+        if run.status is RunStatus.QUEUED:
+            # A job still waiting is simply cancelled; the run ends here.
+            if job_id is not None:
+                await self.app.job_manager.cancel_job_by_id_async(job_id)
+            if await self.events.finish(
+                run_id, RunStatus.CANCELLED, error="Cancelled by user", assistant_parts=[]
+            ):
+                return True
+        if job_id is not None:
+            await self.app.job_manager.cancel_job_by_id_async(job_id, abort=True)
+        return await self._wait_ended(run_id)
+
+    # -- execution (in a worker) ------------------------------------------------------------------
+
+    async def _execute(self, context: job_context.JobContext, run_id: str) -> None:
+        assert self.runner is not None
+        if not await self.store.mark_running(run_id, self.worker_name):
+            return  # cancelled (or otherwise ended) while it waited
+        run = await self.store.get_run(run_id)
+        assert run is not None
+
+        def cause() -> tuple[RunStatus, str] | None:
+            if context.abort_reason() == job_context.AbortReason.SHUTDOWN:
+                return RunStatus.INTERRUPTED, "Worker shut down while the run was executing"
+            return None
+
+        await self.runner.execute(run, RunControl(resolve=cause))
+
+    # -- dead workers ----------------------------------------------------------------------------
+
+    async def _reap_forever(self) -> None:
+        while True:
+            try:
+                await self.reap()
+            except Exception:
+                log.exception("reaping stalled runs failed")
+            await asyncio.sleep(self.reap_every_seconds)
+
+    async def reap(self) -> int:
+        """End the runs of workers whose heartbeats stopped as ``interrupted``."""
+        manager = self.app.job_manager
+        await manager.prune_stalled_workers(self.stalled_after_seconds)
+        count = 0
+        for job in await manager.get_stalled_jobs(
+            queue=QUEUE, task_name=TASK, seconds_since_heartbeat=self.stalled_after_seconds
+        ):
+            run_id = str(job.task_kwargs.get("run_id"))
+            reason = "The worker executing the run stopped heartbeating (presumed dead)"
+            stored = await self.store.read_events(run_id)
+            if await self.events.finish(
+                run_id,
+                RunStatus.INTERRUPTED,
+                error=reason,
+                status_detail=reason,
+                assistant_parts=ev.message_parts([s.data for s in stored]),
+            ):
+                count += 1
+                log.warning("run interrupted", run_id=run_id, reason=reason)
+            assert job.id is not None
+            await manager.finish_job_by_id_async(job.id, status=Status.FAILED, delete_job=False)
+        await self._kill_orphans()
+        return count
+
+    async def _kill_orphans(self) -> None:
+        """Kill agent processes on this machine whose run has ended (a dead worker's)."""
+        for run_id in await asyncio.to_thread(marked_processes):
+            run = await self.store.get_run(run_id)
+            if run is None or run.status.terminal:
+                await asyncio.to_thread(kill_run_processes, run_id)
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    async def _job_id(self, run_id: str) -> int | None:
+        async with self.store.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT id FROM procrastinate_jobs WHERE task_name = :task"
+                        " AND args->>'run_id' = :run_id ORDER BY id DESC LIMIT 1"
+                    ),
+                    {"task": TASK, "run_id": run_id},
+                )
+            ).first()
+        return None if row is None else int(row.id)
+
+    async def _wait_ended(self, run_id: str) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cancel_wait_seconds
+        while loop.time() < deadline:
+            run = await self.store.get_run(run_id)
+            if run is not None and run.status.terminal:
+                return run.status is RunStatus.CANCELLED
+            await asyncio.sleep(0.1)
+        return False
+
+
+async def listen_for_events(database_url: str, bus: LocalBus) -> None:
+    """Wake this process's subscribers on the events NOTIFY channel, reconnecting forever."""
+    import psycopg
+
+    from agentyard.store.store import EVENTS_CHANNEL
+
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                psycopg_conninfo(database_url), autocommit=True
+            ) as conn:
+                await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                # Anything appended while we were not listening: everyone re-reads.
+                bus.wake_all()
+                async for note in conn.notifies():
+                    run_id, _, _seq = note.payload.rpartition(":")
+                    bus.publish(run_id, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("event listener lost its connection; reconnecting")
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(1.0)
