@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from agentyard.runtimes.processes import marked_pids
-from servers import ServerProcess, read_stream, server_env, wait_status
+from agentyard.testing.harness import ServerProcess, read_stream, server_env, wait_status
 
 COMMANDS = {
     "echo": {"argv": ["sh", "-c", 'echo "you said: $AGENTYARD_PROMPT"; echo done > out.txt']},

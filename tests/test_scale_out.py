@@ -12,7 +12,13 @@ import httpx
 import pytest
 
 from agentyard.runtimes.processes import marked_pids
-from servers import ServerProcess, WorkerProcess, read_stream, server_env, wait_status
+from agentyard.testing.harness import (
+    ServerProcess,
+    WorkerProcess,
+    read_stream,
+    server_env,
+    wait_status,
+)
 
 pytestmark = pytest.mark.postgres
 

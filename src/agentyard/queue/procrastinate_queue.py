@@ -81,6 +81,9 @@ class ProcrastinateQueue:
             update_heartbeat_interval=self.heartbeat_seconds,
             stalled_worker_timeout=self.stalled_after_seconds,
             abort_job_polling_interval=1.0,
+            # An agent run can take an hour: on shutdown, interrupt it at once (it can be
+            # continued) rather than hold the worker.
+            shutdown_graceful_timeout=0.0,
             fetch_job_polling_interval=1.0,
         )
 

@@ -1,4 +1,5 @@
-"""A real ``agentyard serve`` process on 127.0.0.1 for end-to-end tests, and SSE reading."""
+"""Real `agentyard serve` and `agentyard worker` processes on 127.0.0.1, and an SSE reader:
+used by the end-to-end tests and the benchmarks."""
 
 from __future__ import annotations
 
