@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     default_model: str = "claude-sonnet-4-5"
     claude_max_turns: int | None = None
     claude_system_prompt_append: str | None = None
+    claude_env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment for the Claude CLI, as JSON (e.g. ``{"CLAUDE_CODE_MAX_RETRIES": "2"}``)."""
 
     anthropic_base_url: str | None = Field(
         default=None,

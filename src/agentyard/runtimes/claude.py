@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import claude_agent_sdk as sdk
+from claude_agent_sdk.types import SystemPromptPreset
 
 from agentyard.core import events as ev
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
@@ -91,7 +92,7 @@ class ClaudeRuntime:
         """The SDK options of a run (creates its config directory)."""
         config_dir = spec.state_dir / "claude"
         config_dir.mkdir(parents=True, exist_ok=True)
-        system_prompt: dict[str, str] = {"type": "preset", "preset": "claude_code"}
+        system_prompt: SystemPromptPreset = {"type": "preset", "preset": "claude_code"}
         if self.system_prompt_append:
             system_prompt["append"] = self.system_prompt_append
         return sdk.ClaudeAgentOptions(
@@ -138,8 +139,7 @@ class ClaudeRuntime:
                 async for message in client.receive_response():
                     await mapper.handle(message)
         except asyncio.CancelledError:
-            if deadline.expired():
-                raise  # not ours: asyncio.timeout turns it into TimeoutError below
+            # Shielded: a second cancel must not leave the CLI running.
             await asyncio.shield(_stop(client))
             raise
         except TimeoutError:
@@ -183,7 +183,9 @@ async def _disconnect(client: sdk.ClaudeSDKClient) -> None:
 
 
 def _result_error_text(exc: sdk.ResultError) -> str:
-    return _failure_text(exc.subtype, exc.terminal_reason, exc.api_error_status, exc.errors, exc.result)
+    return _failure_text(
+        exc.subtype, exc.terminal_reason, exc.api_error_status, exc.errors, exc.result
+    )
 
 
 def _failure_text(
@@ -304,9 +306,9 @@ class _Mapper:
         if total is not None and prior_totals and prior_totals.get("sessionId") == session_id:
             prior = prior_totals.get("costUsd")
             if isinstance(prior, (int, float)):
-                cost = max(0.0, total - prior)  # the CLI's figure is session-cumulative
-        usage: dict[str, Any] = dict(result.usage or {})
-        usage.update(durationMs=result.duration_ms, numTurns=result.num_turns)
+                # The CLI's figure is session-cumulative.
+                cost = max(0.0, round(total - prior, 10))
+        usage = _usage(result)
         error = None
         if not ok:
             error = _failure_text(
@@ -324,3 +326,21 @@ class _Mapper:
             cost_usd=cost,
             totals={"costUsd": total, "sessionId": session_id},
         )
+
+
+_USAGE_KEYS = {
+    "input_tokens": "inputTokens",
+    "output_tokens": "outputTokens",
+    "cache_creation_input_tokens": "cacheCreationInputTokens",
+    "cache_read_input_tokens": "cacheReadInputTokens",
+}
+
+
+def _usage(result: sdk.ResultMessage) -> dict[str, Any]:
+    """This run's token counts (the CLI's ``usage`` covers the run, even after a resume)."""
+    raw = result.usage or {}
+    usage: dict[str, Any] = {
+        name: raw[key] for key, name in _USAGE_KEYS.items() if isinstance(raw.get(key), int)
+    }
+    usage.update(durationMs=result.duration_ms, numTurns=result.num_turns)
+    return usage

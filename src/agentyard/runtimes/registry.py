@@ -16,6 +16,7 @@ def build_runtimes(settings: Settings) -> dict[str, AgentRuntime]:
         default_model=settings.default_model,
         max_turns=settings.claude_max_turns,
         system_prompt_append=settings.claude_system_prompt_append,
+        extra_env=settings.claude_env,
     )
     command = CommandRuntime(
         load_commands(settings.commands, settings.commands_file), settings.default_command

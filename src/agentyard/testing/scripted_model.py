@@ -54,7 +54,7 @@ _WRAPPER_BLOCKS = re.compile(
 )
 _AGENTS_MD_PREFIX = "# AGENTS.md instructions for "
 
-# Where the CLIs state the working directory (see the module docs of ``detect_cwd``).
+# Where the CLIs state the working directory (see ``detect_cwd``).
 _CODEX_CWD = re.compile(r"<cwd>\s*([^<\n]+?)\s*</cwd>")
 _CLAUDE_CWD = (
     re.compile(r"^[ \t]*-?[ \t]*Primary working directory:[ \t]*(/[^\n]*?)[ \t]*$", re.MULTILINE),
@@ -622,7 +622,9 @@ class _Handler(BaseHTTPRequestHandler):
                 model.set_script(body)
                 self._send_json(200, {"ok": True})
             elif path == "/v1/messages/count_tokens":
-                model._record(self.path, "anthropic-count-tokens", body, None, 200)
+                model._record(
+                    self.path, "anthropic-count-tokens", body, None, 200, dict(self.headers.items())
+                )
                 self._send_json(200, {"input_tokens": _estimate_tokens(body)})
             elif path == "/v1/messages":
                 self._answer(ANTHROPIC, body)
@@ -640,7 +642,7 @@ class _Handler(BaseHTTPRequestHandler):
         plan = plan_request(model.script, api, body)
         turn = plan.turn
         status = int(turn.get("status") or 200)
-        model._record(self.path, api, body, plan, status)
+        model._record(self.path, api, body, plan, status, dict(self.headers.items()))
         delay = float(turn.get("delay") or 0)
         if delay > 0 and not model._sleep(delay):
             self.close_connection = True
@@ -695,8 +697,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        if status >= 500:
-            self.send_header("x-should-retry", "true")
         self.end_headers()
         self.wfile.write(data)
 
@@ -830,7 +830,13 @@ class ScriptedModelServer:
         return not self._stopping.wait(seconds)
 
     def _record(
-        self, path: str, api: str, body: dict[str, Any], plan: Plan | None, status: int
+        self,
+        path: str,
+        api: str,
+        body: dict[str, Any],
+        plan: Plan | None,
+        status: int,
+        headers: Mapping[str, str],
     ) -> None:
         entry: dict[str, Any] = {
             "time": time.time(),
@@ -844,6 +850,7 @@ class ScriptedModelServer:
             "prompt": plan.prompt if plan else None,
             "cwd": plan.cwd if plan else None,
             "status": status,
+            "headers": {k.lower(): v for k, v in headers.items()},
             "body": body,
         }
         with self._lock:
