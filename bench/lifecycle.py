@@ -1,0 +1,146 @@
+"""Lifecycle overhead of the server, on the scripted model with the real Claude CLI.
+
+Prints:
+- the median end-to-end time of a task through the server (POST to the `finish` event on
+  its SSE stream) divided by the median time of the same script run directly through the SDK
+  (`claude_agent_sdk.query`), and both medians;
+- p50/p99 of the time from POST to the agent process starting (the CLI process carrying the
+  run's id appearing on the machine).
+
+Usage: python bench/lifecycle.py [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import claude_agent_sdk as sdk
+
+from agentyard.runtimes.processes import marked_processes
+from agentyard.testing.harness import ServerProcess, server_env, sse_frames
+from agentyard.testing.scripted_model import ScriptedModelServer
+
+SCRIPT: dict[str, Any] = {
+    "scenarios": [
+        {
+            "turns": [
+                {
+                    "text": "Writing.",
+                    "tool_calls": [
+                        {"name": "Write", "input": {"file_path": "{cwd}/a.txt", "content": "a"}}
+                    ],
+                },
+                {"text": "done"},
+            ]
+        }
+    ]
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def direct_run(model: ScriptedModelServer, workdir: Path, config: Path) -> float:
+    options = sdk.ClaudeAgentOptions(
+        cwd=str(workdir),
+        permission_mode="bypassPermissions",
+        setting_sources=[],
+        system_prompt={"type": "preset", "preset": "claude_code"},
+        model="claude-sonnet-4-5",
+        env={
+            "ANTHROPIC_BASE_URL": model.url,
+            "ANTHROPIC_API_KEY": "sk-ant-scripted",
+            "CLAUDE_CONFIG_DIR": str(config),
+            "IS_SANDBOX": "1",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        },
+    )
+    started = time.monotonic()
+    async for message in sdk.query(prompt="write a", options=options):
+        if isinstance(message, sdk.ResultMessage):
+            assert not message.is_error, message
+    return time.monotonic() - started
+
+
+class ProcessWatch:
+    """Notes when a process carrying a run id first appears (polls /proc every 5 ms)."""
+
+    def __init__(self) -> None:
+        self.first_seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> ProcessWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for run_id in marked_processes():
+                self.first_seen.setdefault(run_id, now)
+            time.sleep(0.005)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, ScriptedModelServer(SCRIPT) as model:
+        root = Path(tmp)
+        direct = []
+        for i in range(args.runs):
+            work = root / f"direct-{i}"
+            work.mkdir()
+            direct.append(asyncio.run(direct_run(model, work, root / f"cfg-{i}")))
+        env = server_env(
+            root / "yard",
+            {
+                "ANTHROPIC_BASE_URL": model.url,
+                "ANTHROPIC_API_KEY": "sk-ant-scripted",
+                "AGENTYARD_LOG_LEVEL": "warning",
+            },
+        )
+        server = ServerProcess(root / "yard", env).start()
+        through: list[float] = []
+        spawn: list[float] = []
+        try:
+            with server.client() as client, ProcessWatch() as watch:
+                for _ in range(args.runs):
+                    posted = time.monotonic()
+                    run = client.post("/api/v1/tasks", json={"prompt": "write a"}).json()
+                    path = f"/api/v1/tasks/{run['runId']}/logs/stream"
+                    with client.stream("GET", path, timeout=120) as response:
+                        for frame in sse_frames(response):
+                            if frame.data and frame.data["type"] == "finish":
+                                assert frame.data["status"] == "completed", frame.data
+                    through.append(time.monotonic() - posted)
+                    spawn.append(watch.first_seen[run["runId"]] - posted)
+        finally:
+            server.stop()
+    d, s = statistics.median(direct), statistics.median(through)
+    print(f"runs: {args.runs}")
+    print(f"direct through the SDK: median {d * 1000:.0f} ms")
+    print(f"through the server:     median {s * 1000:.0f} ms")
+    print(f"ratio server/direct:    {s / d:.2f}")
+    print(
+        f"POST -> agent process started: p50 {percentile(spawn, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(spawn, 0.99) * 1000:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
