@@ -47,9 +47,7 @@ def server() -> Iterator[ScriptedModelServer]:
         yield s
 
 
-def _messages(
-    client: httpx.Client, messages: list[dict[str, Any]], **extra: Any
-) -> httpx.Response:
+def _messages(client: httpx.Client, messages: list[dict[str, Any]], **extra: Any) -> httpx.Response:
     body = {"model": "m", "max_tokens": 10, "messages": messages, "tools": TOOLS, **extra}
     return client.post("/v1/messages?beta=true", json=body)
 
@@ -135,11 +133,11 @@ def test_step_counts_assistant_turns_since_the_latest_real_prompt(
         ]
         blocks, _ = _streamed_blocks(_messages(client, continued, stream=True))
         assert blocks[1]["name"] == "Write"
-        past_end = [
-            {"role": "user", "content": "go"},
-            *[{"role": r, "content": "x"} for r in ("assistant", "user") * 3],
+        exchange = [
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash"}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]},
         ]
-        past_end[-1] = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]}
+        past_end = [{"role": "user", "content": "go"}, *exchange * 3]
         blocks, stop = _streamed_blocks(_messages(client, past_end, stream=True))
         assert (blocks, stop) == ([{"type": "text", "text": "done"}], "end_turn")
     assert [r["step"] for r in server.requests] == [1, 1, 0, 3]
@@ -171,7 +169,9 @@ def test_scenario_chosen_by_regex_on_the_prompt_and_cwd_replaced() -> None:
 def test_script_replaced_over_http_and_bad_scripts_refused(server: ScriptedModelServer) -> None:
     """POST /_script swaps the script at runtime; a malformed one is a 400 and changes nothing."""
     with httpx.Client(base_url=server.url) as client:
-        assert client.post("/_script", json={"scenarios": [{"turns": [{"text": "new"}]}]}).is_success
+        assert client.post(
+            "/_script", json={"scenarios": [{"turns": [{"text": "new"}]}]}
+        ).is_success
         bad = client.post("/_script", json={"scenarios": [{"match": "(", "turns": []}]})
         assert bad.status_code == 400
         assert "regex" in bad.json()["error"]["message"]

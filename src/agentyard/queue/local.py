@@ -18,6 +18,14 @@ from agentyard.store.store import Store
 
 log = structlog.get_logger(__name__)
 
+_SHUTDOWN = "Server shut down while the run was executing"
+
+
+def _shutdown() -> RunControl:
+    control = RunControl()
+    control.interrupt(_SHUTDOWN)
+    return control
+
 
 class LocalQueue:
     def __init__(
@@ -54,10 +62,14 @@ class LocalQueue:
         for worker in self._workers:
             worker.cancel()
         for run_id, task in list(self._active.items()):
-            self._controls[run_id].interrupt("Server shut down while the run was executing")
+            self._controls[run_id].interrupt(_SHUTDOWN)
             task.cancel()
         await asyncio.gather(*self._workers, *self._active.values(), return_exceptions=True)
         self._workers.clear()
+        # A run claimed in the instant before its task existed has no one to end it.
+        for run in await self.store.runs_with_status(RunStatus.RUNNING):
+            if run.worker_id == self.worker_id:
+                await self.runner.stop(run, _shutdown())
 
     async def in_transaction(self, conn: AsyncConnection, run: Run) -> None:
         """Nothing: the queued row is the queue."""

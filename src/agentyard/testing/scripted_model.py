@@ -45,6 +45,8 @@ OPENAI = "openai"
 
 _IDLE_TIMEOUT = 300.0
 """Seconds an idle keep-alive connection is kept open."""
+_POLL_SECONDS = 0.05
+"""How often the serving loop checks for ``stop()``."""
 
 # Context the CLIs add to user messages; it is not the prompt, so it never selects a scenario.
 _WRAPPER_BLOCKS = re.compile(
@@ -775,7 +777,10 @@ class ScriptedModelServer:
         """Serve in a background thread; returns at once."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, name=f"scripted-model:{self.port}", daemon=True
+                target=self._httpd.serve_forever,
+                args=(_POLL_SECONDS,),
+                name=f"scripted-model:{self.port}",
+                daemon=True,
             )
             self._thread.start()
         return self
@@ -783,7 +788,7 @@ class ScriptedModelServer:
     def serve_forever(self) -> None:
         """Serve in this thread until ``stop()`` (from another thread) or Ctrl-C."""
         try:
-            self._httpd.serve_forever()
+            self._httpd.serve_forever(_POLL_SECONDS)
         finally:
             self._close()
 
