@@ -26,6 +26,8 @@ COMMANDS = {
     "short": {"argv": ["sh", "-c", "sleep 0.3; echo done"]},
     "lines": {"argv": ["sh", "-c", "for i in $(seq 1 30); do echo line $i; sleep 0.03; done"]},
     "slow": {"argv": ["sh", "-c", "echo started; sleep 120"]},
+    "write": {"argv": ["sh", "-c", 'echo "$AGENTYARD_PROMPT" > note.txt; echo wrote']},
+    "read": {"argv": ["cat", "note.txt"]},
 }
 
 
@@ -122,3 +124,32 @@ def test_cancel_reaches_the_worker_and_a_dead_worker_interrupts_its_runs(
         survivor_runs = [create(c, "short") for _ in range(3)]
         for run_id in survivor_runs:
             assert wait_status(c, run_id, {"completed", "failed"})["status"] == "completed"
+
+
+def test_a_follow_up_on_another_worker_finds_the_chats_workspace(
+    cluster: tuple[ServerProcess, list[WorkerProcess]],
+) -> None:
+    """Workspaces live in the shared data directory: when the worker that ran a chat's first
+    run is gone, the follow-up runs on the other worker and sees the first run's files."""
+    api, workers = cluster
+    with api.client() as c:
+        first = create_with(c, "write", "remember the milk")
+        wait_status(c, first, {"completed"})
+        owner = c.get(f"/api/v1/tasks/{first}").json()["workerId"].rsplit(":", 1)[1]
+        gone = next(w for w in workers if str(w.pid) == owner)
+        gone.stop()
+        r = c.post(
+            f"/api/v1/tasks/{first}/continue",
+            json={"prompt": "read it back", "agent": "command", "model": "read"},
+        )
+        follow = r.json()["runId"]
+        assert wait_status(c, follow, {"completed", "failed"})["status"] == "completed"
+        task = c.get(f"/api/v1/tasks/{follow}").json()
+        assert task["workerId"].rsplit(":", 1)[1] != owner
+        assert task["messages"][-1]["parts"] == [{"type": "text", "text": "remember the milk\n"}]
+
+
+def create_with(client: httpx.Client, command: str, prompt: str) -> str:
+    r = client.post("/api/v1/tasks", json={"prompt": prompt, "agent": "command", "model": command})
+    assert r.status_code == 200, r.text
+    return str(r.json()["runId"])
