@@ -8,7 +8,9 @@ from pathlib import Path
 
 import structlog
 
+from agentyard.connections import GitConnections
 from agentyard.core import apikeys
+from agentyard.crypto import SecretBox
 from agentyard.events.bus import LocalBus
 from agentyard.events.log import EventLog
 from agentyard.queue.base import TaskQueue
@@ -21,6 +23,7 @@ from agentyard.service import Service
 from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
 from agentyard.store.store import Store
+from agentyard.workspace.github import GitHub
 from agentyard.workspace.workspaces import Workspaces
 
 log = structlog.get_logger(__name__)
@@ -75,6 +78,12 @@ class Agentyard:
                 cancel_wait_seconds=settings.cancel_wait_seconds,
             )
         self._background: list[asyncio.Task[None]] = []
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        self.git = GitConnections(
+            self.store,
+            SecretBox.from_settings(secret, settings.resolved_data_dir),
+            GitHub(settings.github_api_url),
+        )
         self.service = Service(
             self.store,
             self.events,

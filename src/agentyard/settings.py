@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     commands_file: Path | None = None
     default_command: str | None = None
 
+    secret_key: SecretStr | None = None
+    """Encrypts stored GitHub tokens; default: a key generated once in the data dir."""
+    github_api_url: str = "https://api.github.com"
+
     log_level: str = "info"
     log_format: str = "console"
 

@@ -1,0 +1,117 @@
+"""Use cases of a user's GitHub connection: connect, inspect, list, disconnect.
+
+The token is validated against the GitHub API, stored encrypted, and never returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentyard.core.clock import iso
+from agentyard.core.errors import Forbidden, InvalidInput
+from agentyard.crypto import SecretBox
+from agentyard.store.store import Store
+from agentyard.workspace.github import GitHub, GitHubError
+
+
+class GitConnections:
+    def __init__(self, store: Store, box: SecretBox, github: GitHub) -> None:
+        self.store = store
+        self.box = box
+        self.github = github
+
+    async def connect(self, user_id: str, token: str) -> dict[str, Any]:
+        token = token.strip()
+        if not token:
+            raise InvalidInput("'githubToken' is required")
+        try:
+            profile = await self.github.user(token)
+        except GitHubError as exc:
+            raise InvalidInput(f"GitHub rejected the token ({exc})") from None
+        await self.store.put_git_credential(
+            user_id,
+            token_encrypted=self.box.seal(token),
+            login=profile.login,
+            scopes=profile.scopes,
+            profile={
+                "name": profile.name,
+                "email": profile.email,
+                "avatarUrl": profile.avatar_url,
+            },
+        )
+        return {"success": True, "login": profile.login}
+
+    async def config(self, user_id: str) -> dict[str, Any]:
+        row = await self.store.get_git_credential(user_id)
+        if row is None:
+            return {"connected": False}
+        profile = row.get("profile") or {}
+        return {
+            "connected": True,
+            "login": row["login"],
+            "name": profile.get("name"),
+            "email": profile.get("email"),
+            "avatarUrl": profile.get("avatarUrl"),
+            "scopes": row.get("scopes"),
+            "tokenCreatedAt": iso(row["created_at"]),
+        }
+
+    async def status(self, user_id: str) -> dict[str, Any]:
+        token = await self.token(user_id)
+        if token is None:
+            return {"connected": False, "message": "No GitHub token found"}
+        try:
+            profile = await self.github.user(token)
+        except GitHubError as exc:
+            return {"connected": True, "tokenValid": False, "message": str(exc)}
+        return {
+            "connected": True,
+            "tokenValid": True,
+            "login": profile.login,
+            "name": profile.name,
+            "email": profile.email,
+            "avatarUrl": profile.avatar_url,
+            "scopes": profile.scopes,
+            "publicRepos": profile.public_repos,
+            "privateRepos": profile.private_repos,
+        }
+
+    async def disconnect(self, user_id: str) -> dict[str, Any]:
+        await self.store.delete_git_credential(user_id)
+        return {"success": True, "message": "GitHub access tokens purged successfully"}
+
+    async def repos(self, user_id: str, include_orgs: bool) -> dict[str, Any]:
+        token = await self._required(user_id)
+        repos = await self._call(self.github.repos(token, include_orgs))
+        return {"repos": repos, "total": len(repos)}
+
+    async def branches(
+        self, user_id: str, owner: str | None, repo: str | None, protected_only: bool
+    ) -> dict[str, Any]:
+        if not owner or not repo:
+            raise InvalidInput("'owner' and 'repo' query parameters are required")
+        token = await self._required(user_id)
+        branches, default = await self._call(
+            self.github.branches(token, owner, repo, protected_only)
+        )
+        return {"branches": branches, "default_branch": default, "total": len(branches)}
+
+    async def token(self, user_id: str) -> str | None:
+        """The user's token in clear, for git and the GitHub API only."""
+        row = await self.store.get_git_credential(user_id)
+        return None if row is None else self.box.open(row["token_encrypted"])
+
+    async def _required(self, user_id: str) -> str:
+        token = await self.token(user_id)
+        if token is None:
+            raise Forbidden("No GitHub token stored: connect GitHub with POST /api/v1/git/config")
+        return token
+
+    @staticmethod
+    async def _call(awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except GitHubError as exc:
+            if exc.status == 404:
+                raise InvalidInput(f"repository not found on GitHub ({exc})") from None
+            raise InvalidInput(str(exc)) from None
