@@ -66,6 +66,12 @@ def test_create_returns_ids_at_once_and_the_run_completes(client: httpx.Client) 
     assert task["messages"][0]["parts"] == [{"type": "text", "text": "hello there"}]
     assert task["messages"][1]["id"] == body["assistantMessageId"]
     assert "you said: hello there" in task["messages"][1]["parts"][0]["text"]
+    # The agent's work is committed in the chat's workspace: stats and the unified diff.
+    stats = task["diffStats"]
+    assert stats["filesChanged"] == 1 and stats["linesAdded"] == 1 and len(stats["commits"]) == 1
+    assert stats["files"] == [{"path": "out.txt", "added": 1, "removed": 0, "binary": False}]
+    diff = client.get(f"/api/v1/tasks/{body['runId']}/diff").json()
+    assert "+++ b/out.txt" in diff["diff"] and "+done" in diff["diff"]
 
 
 def test_the_prompt_is_one_argument_never_a_shell(client: httpx.Client) -> None:

@@ -96,7 +96,7 @@ def make_spec(tmp_path: Path, prompt: str, run_id: str | None = None, **extra: A
 async def test_run_writes_a_file_runs_bash_and_emits_the_vocabulary_in_order(
     runtime: ClaudeRuntime, model: ScriptedModelServer, tmp_path: Path
 ) -> None:
-    """A scripted Write + Bash run succeeds; events follow the vocabulary order with a files event."""
+    """A scripted Write + Bash run succeeds; its events follow the vocabulary order, with files."""
     spec = make_spec(tmp_path, "Create hello.txt")
     emit = Recorder()
     outcome = await runtime.run(spec, emit)
@@ -201,19 +201,20 @@ async def test_missing_api_key_does_not_run(model: ScriptedModelServer, tmp_path
 async def test_cancel_during_a_slow_model_answer_stops_the_cli(
     runtime: ClaudeRuntime, model: ScriptedModelServer, tmp_path: Path
 ) -> None:
-    """Cancelling run() while the model is slow returns within seconds; no marked process remains."""
+    """Cancelling run() while the model is slow returns within seconds, no marked process left."""
     spec = make_spec(tmp_path, "slow answer")
     emit = Recorder()
     task = asyncio.create_task(runtime.run(spec, emit))
-    async with asyncio.timeout(20):
-        while not model.requests:
-            await asyncio.sleep(0.05)
+    for _ in range(600):  # the CLI starts in about 0.5 s; allow for a loaded machine
+        if model.requests:
+            break
+        await asyncio.sleep(0.05)
     assert marked_pids(spec.run_id)
     started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5
     assert marked_pids(spec.run_id) == []
     assert emit.types == [ev.SESSION_INIT]
 

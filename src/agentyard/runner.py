@@ -19,7 +19,7 @@ from agentyard.events.log import EventLog
 from agentyard.runtimes.base import RUN_MARKER_ENV, AgentRuntime, RunOutcome, RunSpec
 from agentyard.runtimes.processes import kill_run_processes
 from agentyard.store.store import Store
-from agentyard.workspace.workspaces import Workspaces
+from agentyard.workspace.workspaces import Prepared, WorkspaceError, Workspaces
 
 log = structlog.get_logger(__name__)
 
@@ -81,8 +81,6 @@ class Runner:
             await asyncio.to_thread(kill_run_processes, run.run_id)
             await self._end(run, RunStatus.FAILED, f"internal error: {exc}", None)
             return RunStatus.FAILED
-        # Nothing the agent started may outlive its run.
-        await asyncio.to_thread(kill_run_processes, run.run_id)
         status = RunStatus.COMPLETED if outcome.ok else RunStatus.FAILED
         await self._end(run, status, None if outcome.ok else (outcome.error or "failed"), outcome)
         bound.info("run ended", status=status.value)
@@ -94,9 +92,11 @@ class Runner:
             return RunOutcome(ok=False, error=f"runtime {run.agent!r} is not available")
         chat = await self.store.get_chat(run.chat_id)
         assert chat is not None
-        workspace = await self.workspaces.prepare(run, chat)
+        prepared = await self.workspaces.prepare(run, chat)
+        workspace = prepared.path
         if chat.workspace_path != str(workspace):
             await self.store.update_chat(chat.chat_id, workspace_path=str(workspace))
+        await self.store.update_run(run.run_id, git={"baseSha": prepared.base_sha})
         previous = await self.store.get_run(run.previous_run_id) if run.previous_run_id else None
         same_runtime = previous is not None and previous.agent == run.agent
         state_dir = self.state_root / run.chat_id
@@ -121,7 +121,26 @@ class Runner:
                     await self.store.update_run(run.run_id, session_id=str(item["sessionId"]))
             await self.events.append(run.run_id, *events)
 
-        return await runtime.run(spec, emit)
+        outcome = await runtime.run(spec, emit)
+        await asyncio.to_thread(kill_run_processes, run.run_id)
+        try:
+            outcome.git = await self._finalize(run, prepared)
+        except WorkspaceError as exc:
+            return RunOutcome(
+                ok=False,
+                error=f"the agent finished but its work could not be saved: {exc}",
+                session_id=outcome.session_id,
+                usage=outcome.usage,
+                cost_usd=outcome.cost_usd,
+                totals=outcome.totals,
+            )
+        return outcome
+
+    async def _finalize(self, run: Run, prepared: Prepared) -> dict[str, Any]:
+        """Commit the agent's changes; the run's diff statistics."""
+        title = (run.prompt.strip().splitlines() or ["Agent run"])[0][:72]
+        await self.workspaces.commit(prepared.path, f"{title}\n\nAgentyard run {run.run_id}")
+        return await self.workspaces.stats(prepared.path, prepared.base_sha)
 
     async def stop(self, run: Run, control: RunControl) -> None:
         """Kill what the run started and end it as ``control`` says (no-op if it has ended)."""
@@ -135,6 +154,8 @@ class Runner:
         values: dict[str, Any] = {}
         if outcome is not None:
             values.update(usage=outcome.usage, cost_usd=outcome.cost_usd, totals=outcome.totals)
+            if outcome.git is not None:
+                values["git"] = outcome.git
             if outcome.session_id:
                 values["session_id"] = outcome.session_id
         stored = await self.store.read_events(run.run_id)

@@ -89,6 +89,7 @@ class Agentyard:
             self.events,
             self.queue,
             self.runtimes,
+            self.workspaces,
         )
 
     async def start(self) -> None:

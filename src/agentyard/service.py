@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agentyard.core import events as ev
@@ -17,6 +18,7 @@ from agentyard.events.log import EventLog
 from agentyard.queue.base import TaskQueue
 from agentyard.runtimes.base import AgentRuntime
 from agentyard.store.store import Store
+from agentyard.workspace.workspaces import WorkspaceError, Workspaces
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,12 @@ class NewTask:
     model: str | None = None
     agent: str | None = None
     title: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentChoice:
+    agent: str | None
+    model: str | None
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,9 @@ class Service:
         events: EventLog,
         queue: TaskQueue,
         runtimes: Mapping[str, AgentRuntime],
+        workspaces: Workspaces,
     ) -> None:
+        self.workspaces = workspaces
         self.store = store
         self.events = events
         self.queue = queue
@@ -82,6 +92,38 @@ class Service:
         await self.queue.enqueued(run.run_id)
         return run
 
+    async def create_group(
+        self, user_id: str, task: NewTask, choices: list[AgentChoice]
+    ) -> tuple[str, list[Run]]:
+        """One prompt to 2-5 agents: a run, chat and workspace each, one group id."""
+        if not 2 <= len(choices) <= 5:
+            raise InvalidInput(f"'selectedAgents' must have 2 to 5 entries (got {len(choices)})")
+        agents = [self._resolve(c.agent, c.model) for c in choices]
+        group_id = ids.new_group_id()
+        now = utcnow()
+        items: list[tuple[Run, Message, Chat]] = []
+        for index, (agent, choice) in enumerate(zip(agents, choices, strict=True)):
+            chat = Chat(
+                chat_id=ids.new_chat_id(), user_id=user_id, created_at=now, title=task.title
+            )
+            run = self._new_run(
+                user_id,
+                chat.chat_id,
+                agent,
+                choice.model,
+                task.prompt,
+                None,
+                {"groupIndex": index},
+            )
+            run.group_id = group_id
+            items.append((run, self._user_message(run), chat))
+        await self.store.create_group_runs(
+            group_id, task.prompt, items, on_insert=self.queue.in_transaction
+        )
+        for run, _, _ in items:
+            await self.queue.enqueued(run.run_id)
+        return group_id, [run for run, _, _ in items]
+
     async def continue_task(self, user_id: str, run_id: str, follow_up: Continuation) -> Run:
         if follow_up.model is not None and follow_up.agent is None:
             raise InvalidInput("'model' requires 'agent' when continuing a task")
@@ -101,7 +143,6 @@ class Service:
         run = self._new_run(
             user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id
         )
-        run.group_id = None
         await self.store.create_run(
             run, self._user_message(run), on_insert=self.queue.in_transaction
         )
@@ -159,6 +200,23 @@ class Service:
     ) -> tuple[list[Run], bool]:
         runs = await self.store.list_runs(user_id, status, (page - 1) * limit, limit + 1)
         return runs[:limit], len(runs) > limit
+
+    async def diff(self, user_id: str, run_id: str) -> tuple[Run, str]:
+        """The run's unified diff (its workspace's ``base..head``); empty before it ends."""
+        run = await self._owned_run(user_id, run_id)
+        return run, await self.run_diff(run)
+
+    async def run_diff(self, run: Run) -> str:
+        git = run.git or {}
+        chat = await self.chat_of(run)
+        if not (git.get("headSha") and chat.workspace_path):
+            return ""
+        try:
+            return await self.workspaces.diff(
+                Path(chat.workspace_path), git["baseSha"], git["headSha"]
+            )
+        except WorkspaceError as exc:
+            raise NotFound(f"the diff of run {run.run_id} is no longer available ({exc})") from None
 
     async def chat_of(self, run: Run) -> Chat:
         chat = await self.store.get_chat(run.chat_id)

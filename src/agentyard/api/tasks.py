@@ -123,6 +123,12 @@ async def update_task(run_id: str, request: Request, user: str = Depends(current
     return result
 
 
+@router.get("/{run_id}/diff")
+async def task_diff(run_id: str, request: Request, user: str = Depends(current_user)) -> Any:
+    run, diff = await yard(request).service.diff(user, run_id)
+    return {"runId": run.run_id, "diff": diff, "diffStats": views.diff_stats(run)}
+
+
 @router.get("/{run_id}/logs")
 async def task_logs(
     run_id: str,

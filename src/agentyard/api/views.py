@@ -33,8 +33,14 @@ def github(chat: Chat, run: Run) -> dict[str, Any] | None:
         "baseBranch": chat.base_branch,
         "createdBranch": chat.created_branch,
     }
-    view.update(run.git or {})
     return view
+
+
+def diff_stats(run: Run) -> dict[str, Any] | None:
+    git = run.git or {}
+    if "headSha" not in git:
+        return None
+    return {k: git[k] for k in ("filesChanged", "linesAdded", "linesRemoved", "commits", "files")}
 
 
 def message(m: Message) -> dict[str, Any]:
@@ -52,6 +58,7 @@ def task(run: Run, chat: Chat, messages: list[Message]) -> dict[str, Any]:
             "statusDetail": run.status_detail,
             "workerId": run.worker_id,
             "github": github(chat, run),
+            "diffStats": diff_stats(run),
             "usage": run.usage,
             "costUsd": run.cost_usd,
             "messages": [message(m) for m in messages],

@@ -102,13 +102,15 @@ class ProcrastinateQueue:
         # procrastinate's own SQL function; the chat id as lock keeps a chat's runs in order.
         await conn.execute(
             sa.text(
-                "SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, 0, :lock,"
-                " NULL, CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1]))"
+                "SELECT unnest(procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task, :priority,"
+                " :lock, NULL, CAST(:args AS jsonb), NULL)::procrastinate_job_to_defer_v1]))"
             ),
             {
                 "queue": QUEUE,
                 "task": TASK,
                 "lock": run.chat_id,
+                # A group's later runs yield to other tasks, so a group never starves them.
+                "priority": -int(run.options.get("groupIndex", 0)),
                 "args": json.dumps({"run_id": run.run_id}),
             },
         )

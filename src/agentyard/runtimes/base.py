@@ -39,6 +39,8 @@ class RunOutcome:
     cost_usd: float | None = None
     totals: dict[str, Any] | None = None
     """Session-cumulative figures to hand to the next run of the chat as ``prior_totals``."""
+    git: dict[str, Any] | None = None
+    """Filled by the runner: the run's commits and diff statistics."""
 
 
 @dataclass(frozen=True)

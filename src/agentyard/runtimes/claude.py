@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,8 +85,6 @@ class ClaudeRuntime:
         bundled = Path(sdk.__file__).parent / "_bundled" / "claude"
         if bundled.is_file():
             return str(bundled)
-        import shutil
-
         return shutil.which("claude")
 
     def options(self, spec: RunSpec) -> sdk.ClaudeAgentOptions:
@@ -142,21 +141,17 @@ class ClaudeRuntime:
             # Shielded: a second cancel must not leave the CLI running.
             await asyncio.shield(_stop(client))
             raise
-        except TimeoutError:
-            if not deadline.expired():
-                return mapper.failure("Claude Code timed out", stderr)
-            await asyncio.shield(_stop(client))
-            return mapper.failure(f"timed out after {spec.timeout_seconds:g} s", None)
         except sdk.ResultError as exc:
             # Raised when the CLI exits after an error result; the result may be all we have.
             await _disconnect(client)
             if mapper.result is None:
                 return mapper.failure(_result_error_text(exc), None, exc.session_id)
-        except sdk.CLINotFoundError as exc:
-            await _disconnect(client)
-            return mapper.failure(f"the Claude Code CLI was not found: {exc}", None)
         except Exception as exc:
-            await _disconnect(client)
+            await _stop(client)
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                return mapper.failure(f"timed out after {spec.timeout_seconds:g} s", None)
+            if isinstance(exc, sdk.CLINotFoundError):
+                return mapper.failure(f"the Claude Code CLI was not found: {exc}", None)
             return mapper.failure(f"Claude Code failed: {exc}", stderr)
         else:
             await _disconnect(client)

@@ -103,26 +103,56 @@ class Store:
         is never committed without its job, nor a job without its run).
         """
         async with self.transaction() as conn:
-            if new_chat is not None:
-                await conn.execute(
-                    t.chats.insert().values(
-                        {k: v for k, v in vars(new_chat).items() if k in _CHAT_FIELDS}
-                    )
-                )
-            await conn.execute(t.runs.insert().values(_run_values(run)))
-            await conn.execute(t.messages.insert().values(vars(user_message)))
+            await self._insert_run(conn, run, user_message, new_chat, on_insert)
+
+    async def create_group_runs(
+        self,
+        group_id: str,
+        prompt: str,
+        items: Sequence[tuple[Run, Message, Chat]],
+        on_insert: InTransaction | None = None,
+    ) -> None:
+        """A multi-agent group and all its runs, in one transaction."""
+        async with self.transaction() as conn:
             await conn.execute(
-                t.messages.insert().values(
-                    message_id=run.assistant_message_id,
-                    chat_id=run.chat_id,
-                    run_id=run.run_id,
-                    role="assistant",
-                    parts=[],
-                    created_at=run.created_at,
+                t.groups.insert().values(
+                    group_id=group_id,
+                    user_id=items[0][0].user_id,
+                    prompt=prompt,
+                    created_at=utcnow(),
                 )
             )
-            if on_insert is not None:
-                await on_insert(conn, run)
+            for run, message, chat in items:
+                await self._insert_run(conn, run, message, chat, on_insert)
+
+    async def _insert_run(
+        self,
+        conn: AsyncConnection,
+        run: Run,
+        user_message: Message,
+        new_chat: Chat | None,
+        on_insert: InTransaction | None,
+    ) -> None:
+        if new_chat is not None:
+            await conn.execute(
+                t.chats.insert().values(
+                    {k: v for k, v in vars(new_chat).items() if k in _CHAT_FIELDS}
+                )
+            )
+        await conn.execute(t.runs.insert().values(_run_values(run)))
+        await conn.execute(t.messages.insert().values(vars(user_message)))
+        await conn.execute(
+            t.messages.insert().values(
+                message_id=run.assistant_message_id,
+                chat_id=run.chat_id,
+                run_id=run.run_id,
+                role="assistant",
+                parts=[],
+                created_at=run.created_at,
+            )
+        )
+        if on_insert is not None:
+            await on_insert(conn, run)
 
     async def get_run(self, run_id: str) -> Run | None:
         async with self.engine.connect() as conn:
@@ -200,15 +230,23 @@ class Store:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def claim_next(self, worker_id: str) -> Run | None:
-        """Move the oldest queued run to running; None when there is none to take.
+        """Move the next queued run to running; None when there is none to take.
 
         One UPDATE with a sub-select, so the write lock is taken first (SQLite) and two
         claimers never take the same run (the status guard).
         """
+        busy = t.runs.alias("busy")
+        running_of_user = (
+            sa.select(sa.func.count())
+            .where(busy.c.user_id == t.runs.c.user_id, busy.c.status == RunStatus.RUNNING.value)
+            .scalar_subquery()
+        )
+        # Fair: the user with the fewest runs executing goes first, then the oldest run, so a
+        # 5-agent group or a burst from one user never starves another user's task.
         oldest = (
             sa.select(t.runs.c.run_id)
             .where(t.runs.c.status == RunStatus.QUEUED.value)
-            .order_by(t.runs.c.created_at, t.runs.c.run_id)
+            .order_by(running_of_user, t.runs.c.created_at, t.runs.c.run_id)
             .limit(1)
             .scalar_subquery()
         )
@@ -361,6 +399,31 @@ class Store:
             query = query.limit(limit)
         async with self.engine.connect() as conn:
             return [_event(r) for r in (await conn.execute(query)).all()]
+
+    # -- multi-agent groups --------------------------------------------------------------------
+
+    async def get_group(self, group_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(t.groups.select().where(t.groups.c.group_id == group_id))
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    async def select_winner(self, group_id: str, run_id: str) -> bool:
+        """Record the group's winner once; False if one was already selected."""
+        async with self.transaction() as conn:
+            result = await conn.execute(
+                t.groups.update()
+                .where(t.groups.c.group_id == group_id, t.groups.c.selected_run_id.is_(None))
+                .values(selected_run_id=run_id, selected_at=utcnow())
+            )
+        return bool(result.rowcount)
+
+    async def update_group(self, group_id: str, **values: Any) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                t.groups.update().where(t.groups.c.group_id == group_id).values(values)
+            )
 
     # -- git credentials ------------------------------------------------------------------------
 

@@ -131,3 +131,16 @@ git_credentials = sa.Table(
     sa.Column("scopes", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
+
+groups = sa.Table(
+    "groups",
+    metadata,
+    sa.Column("group_id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("prompt", sa.Text(), nullable=False),
+    sa.Column("selected_run_id", sa.String(40), nullable=True),
+    sa.Column("selected_at", UTCDateTime(), nullable=True),
+    sa.Column("pr_url", sa.Text(), nullable=True),
+    sa.Column("pr_number", sa.Integer(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
