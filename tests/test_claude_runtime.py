@@ -217,6 +217,13 @@ async def test_cancel_during_a_slow_model_answer_stops_the_cli(
     assert time.monotonic() - started < 5
     assert marked_pids(spec.run_id) == []
     assert emit.types == [ev.SESSION_INIT]
+    # The interrupted session was saved: a continue resumes it with the first prompt.
+    model.clear_requests()
+    session_id = emit.events[0]["sessionId"]
+    again = make_spec(tmp_path, "Carry on", resume_session=session_id)
+    outcome = await runtime.run(again, Recorder())
+    assert outcome.ok and outcome.session_id == session_id
+    assert "slow answer" in json.dumps(model.requests[0]["body"]["messages"])
 
 
 async def test_timeout_ends_the_run_and_the_cli(runtime: ClaudeRuntime, tmp_path: Path) -> None:
@@ -261,3 +268,22 @@ async def test_server_environment_and_repo_settings_do_not_steer_the_cli(
     assert request["model"] == "claude-sonnet-4-5"
     assert "authorization" not in request["headers"]
     assert request["headers"]["x-api-key"] == "dummy"
+
+
+async def test_cli_missing_or_failing_gives_a_readable_error(tmp_path: Path) -> None:
+    """A missing CLI makes the runtime unavailable; a CLI that dies reports its stderr."""
+    missing = ClaudeRuntime(anthropic_api_key="k", cli_path=str(tmp_path / "no-such-claude"))
+    assert not missing.availability().configured
+    assert "not found" in missing.availability().detail
+    outcome = await missing.run(make_spec(tmp_path, "hi"), Recorder())
+    assert not outcome.ok
+    assert outcome.error is not None and "not found" in outcome.error
+    broken_cli = tmp_path / "claude"
+    broken_cli.write_text("#!/bin/sh\necho 'cannot start: broken install' >&2\nexit 3\n")
+    broken_cli.chmod(0o755)
+    broken = ClaudeRuntime(anthropic_api_key="k", cli_path=str(broken_cli))
+    started = time.monotonic()
+    outcome = await broken.run(make_spec(tmp_path, "hi"), Recorder())
+    assert not outcome.ok
+    assert outcome.error is not None and "broken install" in outcome.error
+    assert time.monotonic() - started < 10

@@ -16,7 +16,9 @@ import codex_cli_bin
 import httpx
 import pytest
 
-from agentyard.testing.scripted_model import ScriptedModelServer, iter_sse
+from agentyard.testing.scripted_model import ScriptedModelServer, iter_sse, load_script
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "scripted-model.json"
 
 WRITE_THEN_DONE = {
     "scenarios": [
@@ -424,3 +426,31 @@ def test_real_codex_turn_fails_on_http_500(tmp_path: Path) -> None:
         assert events[-1]["type"] == "turn.failed"
         assert events[-1]["error"]["message"]
         assert [r["status"] for r in srv.requests] == [500]
+
+
+def test_example_script_writes_hello_with_either_agent(tmp_path: Path) -> None:
+    """examples/scripted-model.json: Claude gets a Write, codex an apply_patch (it ran for real)."""
+    load_script(EXAMPLE)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    with ScriptedModelServer(EXAMPLE) as srv:
+        reminder = (
+            f"<system-reminder>\n - Primary working directory: {workspace}\n</system-reminder>"
+        )
+        with httpx.Client(base_url=srv.url) as client:
+            prompt = [{"type": "text", "text": reminder}, {"type": "text", "text": "hi"}]
+            answer = _messages(client, [{"role": "user", "content": prompt}]).json()
+        assert answer["content"][1]["name"] == "Write"
+        assert answer["content"][1]["input"]["file_path"] == f"{workspace}/hello.txt"
+        code, events = _codex(_codex_home(tmp_path, srv.url), workspace, "Say hello")
+        assert code == 0, events
+        assert (workspace / "hello.txt").read_text() == "Hello from the scripted model!\n"
+        assert events[-2]["item"]["text"] == "done: hello.txt is written."
+
+
+def test_bad_scripts_are_refused_with_the_place_named() -> None:
+    """load_script names the offending field."""
+    with pytest.raises(ValueError, match=r"scenarios\[0\]\.turns\[1\]\.delay"):
+        load_script({"scenarios": [{"turns": [{}, {"delay": -1}]}]})
+    with pytest.raises(ValueError, match="scenarios"):
+        load_script({"turns": []})

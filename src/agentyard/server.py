@@ -13,6 +13,7 @@ from agentyard.core import apikeys
 from agentyard.crypto import SecretBox
 from agentyard.events.bus import LocalBus
 from agentyard.events.log import EventLog
+from agentyard.groups import Groups
 from agentyard.queue.base import TaskQueue
 from agentyard.queue.local import LocalQueue
 from agentyard.reconcile import interrupt_orphans
@@ -91,6 +92,7 @@ class Agentyard:
             self.runtimes,
             self.workspaces,
         )
+        self.groups = Groups(self.service)
 
     async def start(self) -> None:
         data_dir = self.settings.resolved_data_dir

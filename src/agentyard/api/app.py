@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from agentyard import __version__
-from agentyard.api import agent, agents, errors, git, tasks
+from agentyard.api import agent, agents, errors, git, groups, tasks
 from agentyard.api.body import BodyLimit
 from agentyard.server import Agentyard
 from agentyard.settings import Settings
@@ -34,6 +34,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
     app.include_router(agent.router)
     app.include_router(agents.router)
     app.include_router(git.router)
+    app.include_router(groups.router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from agentyard.api.body import json_object, optional_str, prompt_of
 from agentyard.core import events as ev
 from agentyard.core.errors import InvalidInput
 from agentyard.core.status import RunStatus, parse_status
-from agentyard.service import Continuation, NewTask
+from agentyard.service import AgentChoice, Continuation, NewTask
 
 router = APIRouter(prefix="/api/v1/tasks")
 
@@ -32,7 +32,29 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
         agent=optional_str(data, "agent", max_len=40),
         title=optional_str(data, "title", max_len=200),
     )
-    run = await yard(request).service.create_task(user, task)
+    service = yard(request).service
+    if data.get("selectedAgents") is not None:
+        group_id, runs = await service.create_group(user, task, _agent_choices(data))
+        return {
+            "taskId": group_id,
+            "groupId": group_id,
+            "runId": runs[0].run_id,
+            "chatId": runs[0].chat_id,
+            "assistantMessageId": runs[0].assistant_message_id,
+            "status": "queued",
+            "agentCount": len(runs),
+            "runs": [
+                {
+                    "runId": r.run_id,
+                    "chatId": r.chat_id,
+                    "agent": r.agent,
+                    "model": r.model,
+                    "assistantMessageId": r.assistant_message_id,
+                }
+                for r in runs
+            ],
+        }
+    run = await service.create_task(user, task)
     return {
         "taskId": run.run_id,
         "runId": run.run_id,
@@ -41,6 +63,23 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
         "status": run.status.value,
         "agentCount": 1,
     }
+
+
+def _agent_choices(data: dict[str, Any]) -> list[AgentChoice]:
+    entries = data["selectedAgents"]
+    if not isinstance(entries, list):
+        raise InvalidInput("'selectedAgents' must be an array of {agent, model}")
+    choices = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise InvalidInput(f"'selectedAgents[{i}]' must be an object with agent and model")
+        choices.append(
+            AgentChoice(
+                agent=optional_str(entry, "agent", max_len=40),
+                model=optional_str(entry, "model", max_len=200),
+            )
+        )
+    return choices
 
 
 @router.get("")

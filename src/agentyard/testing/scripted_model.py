@@ -9,9 +9,10 @@ with real text, not only tool results), else the first without ``match``. Its st
 number of model turns since that prompt, so the server holds no conversation state: a resumed
 or continued session, which resends the whole history, lands on the right turn. A TURN is
 ``{"delay": s, "status": code, "error": msg, "thinking": str, "text": str,
-"tool_calls": [{"name": ..., "input": ...}]}`` (every key optional); ``{cwd}`` in any string
-of it becomes the agent's working directory, read from the request. Past the last turn the
-answer is the text ``done``.
+"tool_calls": [{"name": ..., "input": ...}], "anthropic": {...}, "openai": {...}}`` (every key
+optional; the last two override the others for one API, since Claude Code and codex have
+different tools). ``{cwd}`` in any string of it becomes the agent's working directory, read
+from the request. Past the last turn the answer is the text ``done``.
 """
 
 from __future__ import annotations
@@ -135,6 +136,12 @@ def _check_turn(turn: Mapping[str, Any], where: str) -> None:
     for k, call in enumerate(calls):
         if not isinstance(call, dict) or not isinstance(call.get("name"), str):
             raise ScriptError(f"{where}.tool_calls[{k}] needs a string name")
+    for api in (ANTHROPIC, OPENAI):
+        override = turn.get(api)
+        if override is not None:
+            if not isinstance(override, dict) or ANTHROPIC in override or OPENAI in override:
+                raise ScriptError(f"{where}.{api} is not a plain turn object")
+            _check_turn(override, f"{where}.{api}")
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,9 @@ def plan_request(script: Mapping[str, Any], api: str, body: Mapping[str, Any]) -
         return Plan(api, None, step, prompt, cwd, {"text": FINAL_TEXT})
     turns: list[dict[str, Any]] = script["scenarios"][index].get("turns", [])
     turn: Mapping[str, Any] = turns[step] if step < len(turns) else {"text": FINAL_TEXT}
+    override = turn.get(api)
+    if isinstance(override, dict):  # e.g. Claude's Write, codex's apply_patch in one script
+        turn = {**turn, **override}
     if cwd is not None:
         turn = _replace_cwd(turn, cwd)
     return Plan(api, index, step, prompt, cwd, turn)
