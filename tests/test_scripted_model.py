@@ -110,7 +110,7 @@ def test_step_counts_assistant_turns_since_the_latest_real_prompt(
     server: ScriptedModelServer,
 ) -> None:
     """Tool results are not prompts; a new prompt after a finished exchange restarts at step 0."""
-    first_turn = [
+    first_turn: list[dict[str, Any]] = [
         {"role": "user", "content": [{"type": "text", "text": "go"}]},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Write"}]},
         {
@@ -128,18 +128,18 @@ def test_step_counts_assistant_turns_since_the_latest_real_prompt(
         assert answer["content"][0]["name"] == "Bash"
         assert answer["stop_reason"] == "tool_use"
         assert answer["usage"]["output_tokens"] > 0
-        continued = [
+        continued: list[dict[str, Any]] = [
             *first_turn,
             {"role": "assistant", "content": [{"type": "text", "text": "done"}]},
             {"role": "user", "content": "and again"},
         ]
         blocks, _ = _streamed_blocks(_messages(client, continued, stream=True))
         assert blocks[1]["name"] == "Write"
-        exchange = [
+        exchange: list[dict[str, Any]] = [
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "Bash"}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]},
         ]
-        past_end = [{"role": "user", "content": "go"}, *exchange * 3]
+        past_end: list[dict[str, Any]] = [{"role": "user", "content": "go"}, *exchange * 3]
         blocks, stop = _streamed_blocks(_messages(client, past_end, stream=True))
         assert (blocks, stop) == ([{"type": "text", "text": "done"}], "end_turn")
     assert [r["step"] for r in server.requests] == [1, 1, 0, 3]
@@ -454,3 +454,17 @@ def test_bad_scripts_are_refused_with_the_place_named() -> None:
         load_script({"scenarios": [{"turns": [{}, {"delay": -1}]}]})
     with pytest.raises(ValueError, match="scenarios"):
         load_script({"turns": []})
+
+
+def test_interrupt_marker_and_reminders_are_not_the_prompt() -> None:
+    """Claude's "[Request interrupted by user]" and reminders never take part in matching."""
+    script = {"scenarios": [{"match": r"^slow one$", "turns": [{"text": "matched"}]}]}
+    content = [
+        {"type": "text", "text": "<system-reminder>\nctx\n</system-reminder>"},
+        {"type": "text", "text": "slow one\n"},
+        {"type": "text", "text": "[Request interrupted by user]"},
+    ]
+    with ScriptedModelServer(script) as srv, httpx.Client(base_url=srv.url) as client:
+        answer = _messages(client, [{"role": "user", "content": content}]).json()
+    assert answer["content"][0]["text"] == "matched"
+    assert srv.requests[0]["prompt"] == "slow one"

@@ -3,8 +3,9 @@
 One run is one CLI process (the SDK's bundled ``claude``), started in the run's workspace with
 its own ``CLAUDE_CONFIG_DIR`` under the chat's state directory, so that the next run of the chat
 can resume the session. Nothing of the server's environment or of the repository's ``.claude/``
-may steer it: inherited ``ANTHROPIC_*``/``CLAUDE_*`` variables are blanked and no setting
-sources are loaded.
+may steer it: inherited ``ANTHROPIC_*``/``CLAUDE_*`` variables (and the server's own
+``AGENTYARD_*``/``OPENAI_*`` secrets) are blanked, and no setting sources are loaded. Operators
+pass CLI variables explicitly through ``extra_env``.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ _WRAPPER_BLOCKS = re.compile(
     re.DOTALL,
 )
 _AGENTS_MD_PREFIX = "# AGENTS.md instructions for "
+_INTERRUPTED = re.compile(r"^\[Request interrupted by user[^\]]*\]$")
 
 # Where the CLIs state the working directory (see ``detect_cwd``).
 _CODEX_CWD = re.compile(r"<cwd>\s*([^<\n]+?)\s*</cwd>")
@@ -208,28 +209,24 @@ def _prompt_text(texts: list[str]) -> str:
         if text.lstrip().startswith(_AGENTS_MD_PREFIX):
             continue
         stripped = _WRAPPER_BLOCKS.sub("", text).strip()
-        if stripped:
+        if stripped and not _INTERRUPTED.match(stripped):
             kept.append(stripped)
     return "\n".join(kept)
 
 
 def detect_cwd(texts: list[str]) -> str | None:
-    """The agent's working directory, as the CLIs state it.
+    """The agent's working directory, as the CLIs state it (the latest statement wins).
 
     codex: ``<cwd>/abs/path</cwd>`` inside the ``<environment_context>`` user message.
     Claude Code: a `` - Primary working directory: /abs/path`` line in the ``# Environment``
     ``<system-reminder>`` of the first user message (older versions put ``Working directory:
     /abs/path`` in an ``<env>`` block of the system prompt).
     """
-    for text in texts:
-        found = _CODEX_CWD.search(text)
-        if found:
-            return found.group(1)
-    for pattern in _CLAUDE_CWD:
-        for text in texts:
-            found = pattern.search(text)
+    for pattern in (_CODEX_CWD, *_CLAUDE_CWD):
+        for text in reversed(texts):
+            found = pattern.findall(text)
             if found:
-                return found.group(1)
+                return str(found[-1])
     return None
 
 
