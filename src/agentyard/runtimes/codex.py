@@ -38,7 +38,7 @@ from agentyard.runtimes.pricing import ModelPrice, cost_usd, price_for
 from agentyard.runtimes.processes import kill_run_processes
 
 KEY_ENV = "OPENAI_API_KEY"
-"""Where the operator puts the key (the server's setting); codex gets it as ``_PROVIDER_KEY_ENV``."""
+"""The variable operators set for the key; codex itself gets it as ``_PROVIDER_KEY_ENV``."""
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PROVIDER = "agentyard"
@@ -58,6 +58,11 @@ _TOKEN_FIELDS = {
     "reasoningOutputTokens": "reasoning_output_tokens",
     "totalTokens": "total_tokens",
 }
+
+_TOOL_ITEMS = frozenset(
+    {"commandExecution", "fileChange", "mcpToolCall", "dynamicToolCall", "webSearch"}
+)
+"""Thread items that are tool calls: a call event at their start, the output at their end."""
 
 _START_SECONDS = 30.0
 """How long a cancelled run waits for a half-started app-server, so that it can be closed."""
@@ -114,12 +119,19 @@ class CodexRuntime:
                 f"model = {_toml_str(model)}",
                 f"model_provider = {_toml_str(PROVIDER)}",
                 "check_for_update_on_startup = false",
+                # Commands run in a plain shell with the server's environment: a login shell
+                # would source the operator's dotfiles (slow, and a killed run can leave their
+                # locks behind, e.g. pyenv's rehash lock, hanging every later command).
+                "allow_login_shell = false",
                 "",
                 "[analytics]",
                 "enabled = false",
                 "",
                 "[features]",
                 "plugins = false",
+                "shell_snapshot = false",
+                # Otherwise an unreachable provider is retried for ever ("waiting for network").
+                "unbounded_connection_retries = false",
                 "",
                 "[shell_environment_policy]",
                 f"exclude = [{_toml_str(_PROVIDER_KEY_ENV)}]",
@@ -151,7 +163,7 @@ class CodexRuntime:
         home = self.prepare_home(spec, model)
         config = CodexConfig(env=self.environment(spec, home), cwd=str(spec.workspace))
         session = _Session(AsyncCodex(config), spec.env.get(RUN_MARKER_ENV))
-        mapper = _Mapper(spec.workspace, emit)
+        mapper = _Mapper(spec.workspace, emit, self.base_url or DEFAULT_BASE_URL)
         deadline = asyncio.timeout(spec.timeout_seconds)
         try:
             async with deadline:
@@ -162,6 +174,7 @@ class CodexRuntime:
                 turn = await session.start_turn(thread, spec.prompt)
                 async for notification in turn.stream():
                     await mapper.handle(notification)
+                await mapper.close_texts()
         except asyncio.CancelledError:
             # Shielded: a second cancel must not leave the app-server running.
             await asyncio.shield(session.stop(interrupt=True))
@@ -172,10 +185,10 @@ class CodexRuntime:
                 return mapper.failure("codex timed out")
             return mapper.failure(f"timed out after {spec.timeout_seconds:g} s")
         except Exception as exc:
-            await session.stop(interrupt=False)
+            await asyncio.shield(session.stop(interrupt=False))
             return mapper.failure(session.explain(exc))
         else:
-            await session.stop(interrupt=False)
+            await asyncio.shield(session.stop(interrupt=False))
         price = price_for(model, self.prices)
         return mapper.outcome(model, price, spec.prior_totals, time.monotonic() - started)
 
@@ -276,25 +289,25 @@ def _breakdown(raw: Any) -> dict[str, int]:
 
 
 def _shell_command(command: str) -> str:
-    """The model's command without codex's ``/bin/bash -lc '...'`` wrapper."""
+    """The model's command without codex's ``/bin/bash -c '...'`` wrapper."""
     try:
         argv = shlex.split(command)
     except ValueError:
         return command
-    if len(argv) == 3 and os.path.basename(argv[0]) in ("bash", "sh", "zsh") and argv[1] in (
-        "-lc",
-        "-c",
-    ):
-        return argv[2]
-    return command
+    wrapped = len(argv) == 3 and Path(argv[0]).name in _SHELLS and argv[1] in ("-c", "-lc")
+    return argv[2] if wrapped else command
+
+
+_SHELLS = frozenset({"bash", "sh", "zsh"})
 
 
 class _Mapper:
     """Turns app-server notifications into events and remembers what the outcome needs."""
 
-    def __init__(self, workspace: Path, emit: Emit) -> None:
+    def __init__(self, workspace: Path, emit: Emit, provider_url: str) -> None:
         self.workspace = workspace
         self.emit = emit
+        self.provider_url = provider_url
         self.thread_id: str | None = None
         self.turn: dict[str, Any] | None = None
         self.errors: list[str] = []
@@ -302,7 +315,8 @@ class _Mapper:
         self.last_usage: dict[str, Any] | None = None
         self._open_texts: set[str] = set()
         self._streamed: set[str] = set()
-        self._tools: set[str] = set()
+        self._tools: dict[str, str] = {}
+        """Tool calls announced so far: item id -> tool name."""
 
     async def handle(self, notification: Notification) -> None:
         method = notification.method
@@ -322,7 +336,7 @@ class _Mapper:
         elif method == "error":
             error = params.get("error")
             if not params.get("willRetry") and isinstance(error, dict):
-                self.errors.append(_error_text(error))
+                self.errors.append(_error_text(error, self.provider_url))
         elif method == "turn/completed":
             turn = params.get("turn")
             self.turn = turn if isinstance(turn, dict) else {}
@@ -331,10 +345,8 @@ class _Mapper:
         kind, item_id = item.get("type"), str(item.get("id"))
         if kind == "agentMessage":
             await self._open_text(item_id)
-        elif kind in ("commandExecution", "fileChange", "mcpToolCall", "dynamicToolCall"):
-            await self._tool_call(item)
-        elif kind == "webSearch" and item.get("query"):
-            await self._tool_call(item)
+        elif kind in _TOOL_ITEMS and (kind != "webSearch" or item.get("query")):
+            await self._tool_call(item)  # a search's query may only be known at its end
 
     async def _completed(self, item: dict[str, Any]) -> None:
         kind, item_id = item.get("type"), str(item.get("id"))
@@ -350,10 +362,7 @@ class _Mapper:
             text = "\n\n".join(str(p) for p in parts if p)
             if text:
                 await self.emit(*ev.reasoning(item_id, text))
-        elif kind in ("commandExecution", "fileChange", "mcpToolCall", "dynamicToolCall"):
-            await self._tool_call(item)
-            await self._tool_output(item)
-        elif kind == "webSearch":
+        elif kind in _TOOL_ITEMS:
             await self._tool_call(item)
             await self._tool_output(item)
 
@@ -373,8 +382,8 @@ class _Mapper:
         item_id = str(item.get("id"))
         if item_id in self._tools:
             return
-        self._tools.add(item_id)
         name, tool_input = self._tool_input(item)
+        self._tools[item_id] = name
         await self.emit(*ev.tool_call(item_id, name, tool_input))
 
     def _tool_input(self, item: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -399,7 +408,7 @@ class _Mapper:
 
     async def _tool_output(self, item: dict[str, Any]) -> None:
         item_id, kind = str(item.get("id")), item.get("type")
-        name, _ = self._tool_input(item)
+        name = self._tools[item_id]
         status = item.get("status")
         output: dict[str, Any]
         if kind == "commandExecution":
@@ -461,6 +470,12 @@ class _Mapper:
     def failure(self, error: str) -> RunOutcome:
         return RunOutcome(ok=False, error=error, session_id=self.thread_id)
 
+    async def close_texts(self) -> None:
+        """End text blocks a failed turn left open."""
+        for item_id in sorted(self._open_texts):
+            await self.emit({"type": ev.TEXT_END, "id": item_id})
+        self._open_texts.clear()
+
     def outcome(
         self,
         model: str,
@@ -471,25 +486,7 @@ class _Mapper:
         usage, totals = self._usage(prior_totals)
         cost = cost_usd(usage, price)
         usage.update(durationMs=int(seconds * 1000), model=model)
-        turn = self.turn
-        if turn is None:
-            error = self.errors[-1] if self.errors else "codex ended the turn without a result"
-            return RunOutcome(
-                ok=False,
-                error=error,
-                session_id=self.thread_id,
-                usage=usage,
-                cost_usd=cost,
-                totals=totals,
-            )
-        status = turn.get("status")
-        error = None
-        if status == "failed":
-            turn_error = turn.get("error")
-            said = _error_text(turn_error) if isinstance(turn_error, dict) else ""
-            error = said or (self.errors[-1] if self.errors else "the codex turn failed")
-        elif status != "completed":
-            error = f"the codex turn ended {status}"
+        error = self._error()
         return RunOutcome(
             ok=error is None,
             error=error,
@@ -498,6 +495,20 @@ class _Mapper:
             cost_usd=cost,
             totals=totals,
         )
+
+    def _error(self) -> str | None:
+        """Why the turn did not complete, or None if it did."""
+        reported = self.errors[-1] if self.errors else None
+        if self.turn is None:
+            return reported or "codex ended the turn without a result"
+        status = self.turn.get("status")
+        if status == "completed":
+            return None
+        if status == "failed":
+            error = self.turn.get("error")
+            said = _error_text(error, self.provider_url) if isinstance(error, dict) else ""
+            return said or reported or "the codex turn failed"
+        return f"the codex turn ended {status}"
 
     def _usage(
         self, prior_totals: Mapping[str, Any] | None
@@ -517,16 +528,50 @@ class _Mapper:
         first_last = _breakdown(self.first_usage.get("last"))
         end_total = _breakdown(self.last_usage.get("total"))
         usage: dict[str, Any] = {
-            key: max(0, end_total[key] - max(0, first_total[key] - first_last[key]))
-            for key in zero
+            key: max(0, end_total[key] - max(0, first_total[key] - first_last[key])) for key in zero
         }
         totals: dict[str, Any] = {"sessionId": self.thread_id, **end_total}
         return usage, totals
 
 
-def _error_text(error: Mapping[str, Any]) -> str:
+def _error_text(error: Mapping[str, Any], provider_url: str) -> str:
+    """A turn error as a person reads it: the provider's own message where codex kept it."""
     message = str(error.get("message") or "").strip()
+    with contextlib.suppress(ValueError, LookupError, TypeError, AttributeError):
+        # An HTTP 4xx arrives as the provider's raw JSON body.
+        body = json.loads(message)["error"]
+        kind = body.get("code") or body.get("type")
+        message = str(body["message"]) + (f" ({kind})" if kind else "")
     details = str(error.get("additionalDetails") or "").strip()
     if details and details not in message:
         message = f"{message} ({details})" if message else details
+    cause = _cause(error.get("codexErrorInfo"), provider_url)
+    if cause:
+        message = f"{message} [{cause}]" if message else cause
     return message
+
+
+_CAUSES = {
+    # codex words a provider's HTTP 5xx as "high demand" and drops the body.
+    "internalServerError": "the model provider answered with a server error (HTTP 5xx)",
+    "serverOverloaded": "the model provider is overloaded",
+    "unauthorized": f"the model provider refused the key (HTTP 401): check {KEY_ENV}",
+    "rateLimitExceeded": "rate limited by the model provider (HTTP 429)",
+    "usageLimitExceeded": "usage limit of the model provider reached",
+    "contextWindowExceeded": "the conversation no longer fits the model's context window",
+}
+
+
+def _cause(info: Any, provider_url: str) -> str | None:
+    """What codex's ``codexErrorInfo`` says happened (a name, or a one-key object)."""
+    if isinstance(info, str):
+        return _CAUSES.get(info)
+    if isinstance(info, dict) and len(info) == 1:
+        name, detail = next(iter(info.items()))
+        status = detail.get("httpStatusCode") if isinstance(detail, dict) else None
+        if status:
+            return f"HTTP {status} from the model provider at {provider_url}"
+        if name in ("httpConnectionFailed", "responseStreamConnectionFailed"):
+            return f"cannot reach the model provider at {provider_url}"
+        return str(name)
+    return None

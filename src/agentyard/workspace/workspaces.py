@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,11 +53,23 @@ class Workspaces:
     async def prepare(self, run: Run, chat: Chat) -> Prepared:
         """The chat's workspace (created on its first run) and its head before the run."""
         path = Path(chat.workspace_path) if chat.workspace_path else self.path_for(chat.chat_id)
-        if not (path / ".git").exists():
-            path.mkdir(parents=True, exist_ok=True)
-            await self.git(path, "init", "-q", "-b", "main")
-            await self.git(path, "commit", "-q", "--allow-empty", "-m", "Workspace created")
+        if not path.exists():
+            await self._create(path)
         return Prepared(path, (await self.git(path, "rev-parse", "HEAD")).strip())
+
+    async def _create(self, path: Path) -> None:
+        """Build the new workspace aside and rename it into place: a run cancelled half-way
+        never leaves a broken workspace behind."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        try:
+            staging.mkdir()
+            await self.git(staging, "init", "-q", "-b", "main")
+            await self.git(staging, "commit", "-q", "--allow-empty", "-m", "Workspace created")
+            staging.rename(path)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
 
     async def commit(self, path: Path, message: str) -> str | None:
         """Commit everything the agent changed; the new head, or None if nothing changed."""
