@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -95,6 +96,7 @@ class Agentyard:
         self.groups = Groups(self.service)
 
     async def start(self) -> None:
+        _widen_default_executor(self.settings.max_concurrent_runs)
         data_dir = self.settings.resolved_data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(migrate, self.settings.db_url)
@@ -127,6 +129,7 @@ class Agentyard:
 
         if not isinstance(self.queue, ProcrastinateQueue):
             raise RuntimeError("workers need AGENTYARD_DATABASE_URL=postgresql+psycopg://...")
+        _widen_default_executor(concurrency)
         await asyncio.to_thread(migrate, self.settings.db_url)
         await self.queue.start()
         await self.queue.run_workers(concurrency)
@@ -154,6 +157,13 @@ class Agentyard:
         if env_key is not None and apikeys.same(secret, env_key.get_secret_value()):
             return ADMIN_USER
         return await self.store.user_for_key_hash(apikeys.hash_key(secret))
+
+
+def _widen_default_executor(runs: int) -> None:
+    """The Codex SDK holds a default-executor thread per active run; give it room, so that
+    ``to_thread`` work (killing process trees, git) never waits behind running agents."""
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=max(32, 4 * runs + 16)))
 
 
 def _write_private(path: Path, content: str) -> None:
