@@ -160,10 +160,23 @@ async def test_patch_and_command_map_to_events(scripted: ServerFactory, tmp_path
 
     assert [r["status"] for r in server.requests] == [200, 200, 200]
     assert {r["model"] for r in server.requests} == {"gpt-5.5"}
-    assert outcome.usage is not None and outcome.usage["input_tokens"] > 0
+    usage = outcome.usage
+    assert usage is not None and usage["inputTokens"] > 0 and usage["outputTokens"] > 0
+    assert set(usage) == {
+        "inputTokens",
+        "cachedInputTokens",
+        "outputTokens",
+        "reasoningOutputTokens",
+        "totalTokens",
+        "durationMs",
+        "model",
+    }
+    assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
+    assert usage["model"] == "gpt-5.5" and usage["durationMs"] > 0
     assert outcome.cost_usd is not None and outcome.cost_usd > 0
+    assert outcome.cost_usd == cost_usd(usage, price_for("gpt-5.5"))
     assert outcome.totals is not None and outcome.totals["sessionId"] == outcome.session_id
-    assert outcome.totals["input_tokens"] == outcome.usage["input_tokens"]
+    assert outcome.totals["inputTokens"] == usage["inputTokens"]
 
 
 async def test_resume_sends_history_and_usage_is_per_run(
@@ -214,10 +227,10 @@ async def test_resume_sends_history_and_usage_is_per_run(
     assert ev.message_parts(emit.events) == [{"type": "text", "text": "second answer"}]
 
     assert second.usage is not None and second.totals is not None
-    for key in ("input_tokens", "output_tokens", "total_tokens"):
+    for key in ("inputTokens", "outputTokens", "totalTokens"):
         assert second.usage[key] > 0
         assert second.totals[key] == first.totals[key] + second.usage[key]
-    assert second.usage["input_tokens"] < second.totals["input_tokens"]
+    assert second.usage["inputTokens"] < second.totals["inputTokens"]
 
 
 @pytest.mark.parametrize(
@@ -417,7 +430,7 @@ def test_pricing_defaults_and_overrides() -> None:
     """Tokens are priced per million with cached input at its own rate; configured prices win
     over the defaults, dated slugs take their family's price, unknown models the default."""
     price = ModelPrice(input_per_mtok=2.0, cached_input_per_mtok=0.5, output_per_mtok=8.0)
-    usage = {"input_tokens": 1_000_000, "cached_input_tokens": 400_000, "output_tokens": 500_000}
+    usage = {"inputTokens": 1_000_000, "cachedInputTokens": 400_000, "outputTokens": 500_000}
     assert cost_usd(usage, price) == pytest.approx(0.6 * 2.0 + 0.4 * 0.5 + 0.5 * 8.0)
     assert cost_usd({}, price) == 0.0
     assert price_for("gpt-5.5", {"gpt-5.5": price}) == price

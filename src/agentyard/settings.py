@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentyard.runtimes.pricing import ModelPrice
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTYARD_", extra="ignore")
@@ -47,6 +49,22 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("AGENTYARD_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
     )
+
+    codex_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTYARD_CODEX_BASE_URL", "OPENAI_BASE_URL"),
+    )
+    """An OpenAI-compatible base URL (Responses API); default: the OpenAI API."""
+    codex_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTYARD_CODEX_API_KEY", "OPENAI_API_KEY"),
+    )
+    codex_default_model: str = "gpt-5.5"
+    codex_prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Codex token prices in USD per million tokens, as JSON ``{"model": {"input_per_mtok":
+    1.25, "cached_input_per_mtok": 0.125, "output_per_mtok": 10}}``, over the defaults."""
+    codex_max_retries: int = Field(default=2, ge=0)
+    """codex's retries of a failed model request or stream."""
 
     commands: str | None = None
     """Command runtime: JSON ``{"name": {"argv": [..., "{prompt}"], "stdin": false,

@@ -51,13 +51,14 @@ _PROVIDER_KEY_ENV = "AGENTYARD_CODEX_API_KEY"
 # while the server's own secrets must not be readable by the agent's shell.
 _BLANKED_PREFIXES = ("OPENAI_", "CODEX_", "AGENTYARD_", "ANTHROPIC_", "CLAUDE_")
 
-_TOKEN_FIELDS = {
-    "inputTokens": "input_tokens",
-    "cachedInputTokens": "cached_input_tokens",
-    "outputTokens": "output_tokens",
-    "reasoningOutputTokens": "reasoning_output_tokens",
-    "totalTokens": "total_tokens",
-}
+_TOKEN_FIELDS = (
+    "inputTokens",
+    "cachedInputTokens",
+    "outputTokens",
+    "reasoningOutputTokens",
+    "totalTokens",
+)
+"""codex's token counts; its wire spelling is also the usage vocabulary of every runtime."""
 
 _TOOL_ITEMS = frozenset(
     {"commandExecution", "fileChange", "mcpToolCall", "dynamicToolCall", "webSearch"}
@@ -282,8 +283,8 @@ def _params(notification: Notification) -> dict[str, Any]:
 def _breakdown(raw: Any) -> dict[str, int]:
     raw = raw if isinstance(raw, dict) else {}
     counts: dict[str, int] = {}
-    for wire, key in _TOKEN_FIELDS.items():
-        value = raw.get(wire)
+    for key in _TOKEN_FIELDS:
+        value = raw.get(key)
         counts[key] = int(value) if isinstance(value, (int, float)) else 0
     return counts
 
@@ -520,7 +521,7 @@ class _Mapper:
         previous run's ``totals`` unless that run ended without reporting them (cancelled),
         in which case it is the right baseline and ``prior_totals`` is not.
         """
-        zero = dict.fromkeys(_TOKEN_FIELDS.values(), 0)
+        zero = dict.fromkeys(_TOKEN_FIELDS, 0)
         if self.first_usage is None or self.last_usage is None:
             same_thread = prior_totals and prior_totals.get("sessionId") == self.thread_id
             return zero, dict(prior_totals) if same_thread and prior_totals else None

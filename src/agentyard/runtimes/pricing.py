@@ -60,11 +60,12 @@ def price_for(model: str | None, prices: Mapping[str, ModelPrice] | None = None)
 
 
 def cost_usd(usage: Mapping[str, Any], price: ModelPrice) -> float:
-    """The cost of ``usage`` (``input_tokens`` including ``cached_input_tokens``, and
-    ``output_tokens`` including reasoning, as OpenAI counts them)."""
-    input_tokens = _count(usage, "input_tokens")
-    cached = min(_count(usage, "cached_input_tokens"), input_tokens)
-    output_tokens = _count(usage, "output_tokens")
+    """The cost of ``usage``, in the runtimes' camelCase usage vocabulary: ``inputTokens``
+    including ``cachedInputTokens``, and ``outputTokens`` including reasoning, as OpenAI
+    counts them."""
+    input_tokens = _count(usage, "inputTokens")
+    cached = min(_count(usage, "cachedInputTokens"), input_tokens)
+    output_tokens = _count(usage, "outputTokens")
     dollars = (
         (input_tokens - cached) * price.input_per_mtok
         + cached * price.cached_input_per_mtok

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from agentyard.runtimes.base import AgentRuntime
 from agentyard.runtimes.claude import ClaudeRuntime
+from agentyard.runtimes.codex import CodexRuntime
 from agentyard.runtimes.command import CommandRuntime, load_commands
 from agentyard.settings import Settings
 
 
 def build_runtimes(settings: Settings) -> dict[str, AgentRuntime]:
+    """The runtimes by name, in the order errors and ``/agents`` list them."""
     key = settings.anthropic_api_key
     claude = ClaudeRuntime(
         anthropic_base_url=settings.anthropic_base_url,
@@ -18,7 +20,15 @@ def build_runtimes(settings: Settings) -> dict[str, AgentRuntime]:
         system_prompt_append=settings.claude_system_prompt_append,
         extra_env=settings.claude_env,
     )
+    codex_key = settings.codex_api_key
+    codex = CodexRuntime(
+        base_url=settings.codex_base_url,
+        api_key=codex_key.get_secret_value() if codex_key else None,
+        default_model=settings.codex_default_model,
+        prices=settings.codex_prices,
+        max_retries=settings.codex_max_retries,
+    )
     command = CommandRuntime(
         load_commands(settings.commands, settings.commands_file), settings.default_command
     )
-    return {"claude": claude, "command": command}
+    return {"claude": claude, "codex": codex, "command": command}
