@@ -6,12 +6,16 @@ The token is validated against the GitHub API, stored encrypted, and never retur
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from agentyard.core.clock import iso
 from agentyard.core.errors import Forbidden, InvalidInput
+from agentyard.core.models import Chat, Run
+from agentyard.core.repo_rules import parse_repo_url
 from agentyard.crypto import SecretBox
 from agentyard.store.store import Store
 from agentyard.workspace.github import GitHub, GitHubError
+from agentyard.workspace.remote import check_resolves_publicly
 
 
 class GitConnections:
@@ -96,6 +100,23 @@ class GitConnections:
         )
         return {"branches": branches, "default_branch": default, "total": len(branches)}
 
+    async def open_pull_request(self, run: Run, chat: Chat, token: str) -> dict[str, Any]:
+        """A pull request from the chat's branch; its URL and number, or why it failed (the
+        pushed branch stands either way)."""
+        assert chat.repo_url and chat.created_branch and chat.base_branch
+        owner, _, repo = (
+            urlsplit(chat.repo_url).path.strip("/").removesuffix(".git").rpartition("/")
+        )
+        title = (run.prompt.strip().splitlines() or ["Agent run"])[0][:100]
+        body = f"{run.prompt}\n\n---\nOpened by Agentyard for run {run.run_id} ({run.agent})."
+        try:
+            url, number = await self.github.create_pull_request(
+                token, owner, repo, chat.created_branch, chat.base_branch, title, body
+            )
+        except GitHubError as exc:
+            return {"prError": str(exc)}
+        return {"prUrl": url, "prNumber": number}
+
     async def token(self, user_id: str) -> str | None:
         """The user's token in clear, for git and the GitHub API only."""
         row = await self.store.get_git_credential(user_id)
@@ -115,3 +136,24 @@ class GitConnections:
             if exc.status == 404:
                 raise InvalidInput(f"repository not found on GitHub ({exc})") from None
             raise InvalidInput(str(exc)) from None
+
+
+class RepositoryRules:
+    """A task's ``repoUrl``: the URL rules, the DNS rule, and a stored token to push with."""
+
+    def __init__(
+        self, connections: GitConnections, hosts: list[str], private_hosts: list[str]
+    ) -> None:
+        self.connections = connections
+        self.hosts = hosts
+        self.private_hosts = private_hosts
+
+    async def check(self, user_id: str, repo_url: str) -> str:
+        repo = parse_repo_url(repo_url, self.hosts)
+        await check_resolves_publicly(repo, self.private_hosts)
+        if await self.connections.token(user_id) is None:
+            raise InvalidInput(
+                "repoUrl needs a GitHub token to push with: connect GitHub first "
+                "(POST /api/v1/git/config)"
+            )
+        return repo.url

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ import structlog
 from agentyard.core import events as ev
 from agentyard.core.clock import iso, utcnow
 from agentyard.core.events import Event
-from agentyard.core.models import Run
+from agentyard.core.models import Chat, Run
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.runtimes.base import RUN_MARKER_ENV, AgentRuntime, RunOutcome, RunSpec
@@ -51,7 +51,11 @@ class Runner:
         workspaces: Workspaces,
         state_root: Path,
         timeout_seconds: float,
+        tokens: Callable[[str], Awaitable[str | None]],
+        pull_requests: Callable[[Run, Chat, str], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
+        self.tokens = tokens
+        self.pull_requests = pull_requests
         self.store = store
         self.events = events
         self.runtimes = runtimes
@@ -92,10 +96,21 @@ class Runner:
             return RunOutcome(ok=False, error=f"runtime {run.agent!r} is not available")
         chat = await self.store.get_chat(run.chat_id)
         assert chat is not None
-        prepared = await self.workspaces.prepare(run, chat)
+        token = await self.tokens(run.user_id) if chat.repo_url else None
+        if chat.repo_url and token is None:
+            return RunOutcome(
+                ok=False, error="no GitHub token stored: connect GitHub (POST /api/v1/git/config)"
+            )
+        try:
+            prepared = await self.workspaces.prepare(chat, token)
+        except WorkspaceError as exc:
+            return RunOutcome(ok=False, error=f"the workspace could not be prepared: {exc}")
         workspace = prepared.path
-        if chat.workspace_path != str(workspace):
-            await self.store.update_chat(chat.chat_id, workspace_path=str(workspace))
+        if chat.workspace_path != str(workspace) or chat.base_branch != prepared.base_branch:
+            chat.workspace_path, chat.base_branch = str(workspace), prepared.base_branch
+            await self.store.update_chat(
+                chat.chat_id, workspace_path=chat.workspace_path, base_branch=chat.base_branch
+            )
         await self.store.update_run(run.run_id, git={"baseSha": prepared.base_sha})
         previous = await self.store.get_run(run.previous_run_id) if run.previous_run_id else None
         same_runtime = previous is not None and previous.agent == run.agent
@@ -124,7 +139,7 @@ class Runner:
         outcome = await runtime.run(spec, emit)
         await asyncio.to_thread(kill_run_processes, run.run_id)
         try:
-            outcome.git = await self._finalize(run, prepared)
+            outcome.git = await self._finalize(run, chat, prepared, token)
         except WorkspaceError as exc:
             return RunOutcome(
                 ok=False,
@@ -136,11 +151,21 @@ class Runner:
             )
         return outcome
 
-    async def _finalize(self, run: Run, prepared: Prepared) -> dict[str, Any]:
-        """Commit the agent's changes; the run's diff statistics."""
+    async def _finalize(
+        self, run: Run, chat: Chat, prepared: Prepared, token: str | None
+    ) -> dict[str, Any]:
+        """Commit the agent's changes (and push them, for a repository); the run's diff
+        statistics, commits and pull request."""
         title = (run.prompt.strip().splitlines() or ["Agent run"])[0][:72]
         await self.workspaces.commit(prepared.path, f"{title}\n\nAgentyard run {run.run_id}")
-        return await self.workspaces.stats(prepared.path, prepared.base_sha)
+        stats = await self.workspaces.stats(prepared.path, prepared.base_sha)
+        if chat.repo_url and stats["commits"]:
+            await self.workspaces.publish(chat, prepared.path, token)
+            stats["pushed"] = True
+            if run.options.get("createPullRequest") and self.pull_requests is not None:
+                assert token is not None
+                stats.update(await self.pull_requests(run, chat, token))
+        return stats
 
     async def stop(self, run: Run, control: RunControl) -> None:
         """Kill what the run started and end it as ``control`` says (no-op if it has ended)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import structlog
 
-from agentyard.connections import GitConnections
+from agentyard.connections import GitConnections, RepositoryRules
 from agentyard.core import apikeys
 from agentyard.crypto import SecretBox
 from agentyard.events.bus import LocalBus
@@ -26,6 +26,7 @@ from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
 from agentyard.store.store import Store
 from agentyard.workspace.github import GitHub
+from agentyard.workspace.remote import Remotes
 from agentyard.workspace.workspaces import Workspaces
 
 log = structlog.get_logger(__name__)
@@ -47,7 +48,19 @@ class Agentyard:
         self.bus = LocalBus()
         self.events = EventLog(self.store, self.bus)
         self.runtimes = runtimes if runtimes is not None else build_runtimes(settings)
-        self.workspaces = Workspaces(settings.workspaces_dir)
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+        self.git = GitConnections(
+            self.store,
+            SecretBox.from_settings(secret, settings.resolved_data_dir),
+            GitHub(settings.github_api_url),
+        )
+        self.workspaces = Workspaces(
+            settings.workspaces_dir,
+            Remotes(settings.resolved_data_dir / "git", settings.git_timeout_seconds),
+            settings.repo_hosts,
+            settings.git_author_name,
+            settings.git_author_email,
+        )
         self.runner = Runner(
             self.store,
             self.events,
@@ -55,6 +68,8 @@ class Agentyard:
             self.workspaces,
             settings.runtime_state_dir,
             settings.run_timeout_seconds,
+            tokens=self.git.token,
+            pull_requests=self.git.open_pull_request,
         )
         self.scale_out = not is_sqlite(settings.db_url)
         self.queue: TaskQueue
@@ -80,18 +95,13 @@ class Agentyard:
                 cancel_wait_seconds=settings.cancel_wait_seconds,
             )
         self._background: list[asyncio.Task[None]] = []
-        secret = settings.secret_key.get_secret_value() if settings.secret_key else None
-        self.git = GitConnections(
-            self.store,
-            SecretBox.from_settings(secret, settings.resolved_data_dir),
-            GitHub(settings.github_api_url),
-        )
         self.service = Service(
             self.store,
             self.events,
             self.queue,
             self.runtimes,
             self.workspaces,
+            RepositoryRules(self.git, settings.repo_hosts, settings.repo_private_hosts),
         )
         self.groups = Groups(self.service)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agentyard.core import events as ev
 from agentyard.core import ids
 from agentyard.core.clock import utcnow
 from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from agentyard.core.models import Chat, Message, Run, StoredEvent
+from agentyard.core.repo_rules import branch_name
 from agentyard.core.routing import resolve_agent
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
@@ -27,6 +28,19 @@ class NewTask:
     model: str | None = None
     agent: str | None = None
     title: str | None = None
+    repo_url: str | None = None
+    selected_branch: str | None = None
+    create_pull_request: bool = False
+
+
+def _options(task: NewTask) -> dict[str, Any]:
+    return {"createPullRequest": True} if task.create_pull_request else {}
+
+
+class RepoPolicy(Protocol):
+    async def check(self, user_id: str, repo_url: str) -> str:
+        """The normalised URL, or InvalidInput naming the broken rule."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -64,8 +78,10 @@ class Service:
         queue: TaskQueue,
         runtimes: Mapping[str, AgentRuntime],
         workspaces: Workspaces,
+        repos: RepoPolicy | None = None,
     ) -> None:
         self.workspaces = workspaces
+        self.repos = repos
         self.store = store
         self.events = events
         self.queue = queue
@@ -83,9 +99,13 @@ class Service:
 
     async def create_task(self, user_id: str, task: NewTask) -> Run:
         agent = self._resolve(task.agent, task.model)
+        repo_url = await self._check_repo(user_id, task)
         now = utcnow()
         chat = Chat(chat_id=ids.new_chat_id(), user_id=user_id, created_at=now, title=task.title)
-        run = self._new_run(user_id, chat.chat_id, agent, task.model, task.prompt, None)
+        run = self._new_run(
+            user_id, chat.chat_id, agent, task.model, task.prompt, None, _options(task)
+        )
+        self._attach_repo(chat, run, task, repo_url, None)
         await self.store.create_run(
             run, self._user_message(run), new_chat=chat, on_insert=self.queue.in_transaction
         )
@@ -99,6 +119,7 @@ class Service:
         if not 2 <= len(choices) <= 5:
             raise InvalidInput(f"'selectedAgents' must have 2 to 5 entries (got {len(choices)})")
         agents = [self._resolve(c.agent, c.model) for c in choices]
+        repo_url = await self._check_repo(user_id, task)
         group_id = ids.new_group_id()
         now = utcnow()
         items: list[tuple[Run, Message, Chat]] = []
@@ -113,9 +134,10 @@ class Service:
                 choice.model,
                 task.prompt,
                 None,
-                {"groupIndex": index},
+                {**_options(task), "groupIndex": index},
             )
             run.group_id = group_id
+            self._attach_repo(chat, run, task, repo_url, f"{agent}-{index + 1}")
             items.append((run, self._user_message(run), chat))
         await self.store.create_group_runs(
             group_id, task.prompt, items, on_insert=self.queue.in_transaction
@@ -232,7 +254,26 @@ class Service:
     ) -> AsyncIterator[StoredEvent | None]:
         return self.events.follow(run_id, after_seq, keepalive)
 
-    # -- helpers --------------------------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _check_repo(self, user_id: str, task: NewTask) -> str | None:
+        if task.repo_url is None:
+            if task.selected_branch is not None or task.create_pull_request:
+                raise InvalidInput("'selectedBranch' and 'createPullRequest' need a 'repoUrl'")
+            return None
+        if self.repos is None:
+            raise InvalidInput("this server does not run tasks on repositories")
+        return await self.repos.check(user_id, task.repo_url)
+
+    @staticmethod
+    def _attach_repo(
+        chat: Chat, run: Run, task: NewTask, repo_url: str | None, suffix: str | None
+    ) -> None:
+        if repo_url is None:
+            return
+        chat.repo_url = repo_url
+        chat.base_branch = task.selected_branch
+        chat.created_branch = branch_name(task.prompt, run.run_id, suffix)
 
     async def _owned_run(self, user_id: str, run_id: str) -> Run:
         run = await self.find_run(run_id)

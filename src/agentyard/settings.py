@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Encrypts stored GitHub tokens; default: a key generated once in the data dir."""
     github_api_url: str = "https://api.github.com"
+    repo_hosts: list[str] = Field(default_factory=lambda: ["github.com"])
+    """Hosts a ``repoUrl`` may name (JSON list); ``http://host:port`` allows plain http."""
+    repo_private_hosts: list[str] = Field(default_factory=list)
+    """Hosts allowed to resolve to loopback/private addresses (JSON list)."""
+    git_author_name: str = "Agentyard"
+    git_author_email: str = "agent@agentyard.local"
+    git_timeout_seconds: float = Field(default=300.0, gt=0)
 
     log_level: str = "info"
     log_format: str = "console"

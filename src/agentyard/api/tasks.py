@@ -12,6 +12,7 @@ from agentyard.api.auth import current_user, yard
 from agentyard.api.body import json_object, optional_str, prompt_of
 from agentyard.core import events as ev
 from agentyard.core.errors import InvalidInput
+from agentyard.core.repo_rules import is_branch_name
 from agentyard.core.status import RunStatus, parse_status
 from agentyard.service import AgentChoice, Continuation, NewTask
 
@@ -31,6 +32,9 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
         model=optional_str(data, "model", max_len=200),
         agent=optional_str(data, "agent", max_len=40),
         title=optional_str(data, "title", max_len=200),
+        repo_url=optional_str(data, "repoUrl", max_len=2000),
+        selected_branch=_branch(optional_str(data, "selectedBranch", max_len=255)),
+        create_pull_request=_flag(data, "createPullRequest"),
     )
     service = yard(request).service
     if data.get("selectedAgents") is not None:
@@ -63,6 +67,19 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
         "status": run.status.value,
         "agentCount": 1,
     }
+
+
+def _branch(name: str | None) -> str | None:
+    if name is not None and not is_branch_name(name):
+        raise InvalidInput(f"'selectedBranch' is not a valid branch name: {name!r}")
+    return name
+
+
+def _flag(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"'{name}' must be true or false")
+    return value
 
 
 def _agent_choices(data: dict[str, Any]) -> list[AgentChoice]:

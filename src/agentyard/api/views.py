@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from agentyard.core.clock import iso, utcnow
 from agentyard.core.models import Chat, Message, Run
@@ -28,12 +29,20 @@ def summary(run: Run) -> dict[str, Any]:
 def github(chat: Chat, run: Run) -> dict[str, Any] | None:
     if not chat.repo_url:
         return None
-    view: dict[str, Any] = {
+    owner, _, repo = urlsplit(chat.repo_url).path.strip("/").removesuffix(".git").rpartition("/")
+    git = run.git or {}
+    return {
         "repoUrl": chat.repo_url,
+        "owner": owner,
+        "repo": repo,
         "baseBranch": chat.base_branch,
         "createdBranch": chat.created_branch,
+        "pushed": bool(git.get("pushed")),
+        "commits": git.get("commits", []),
+        "prUrl": git.get("prUrl"),
+        "prNumber": git.get("prNumber"),
+        "prError": git.get("prError"),
     }
-    return view
 
 
 def diff_stats(run: Run) -> dict[str, Any] | None:

@@ -1,0 +1,110 @@
+"""The rules a task's ``repoUrl`` must follow (pure: the DNS check lives in the workspace).
+
+https only (http only for a host allow-listed as ``http://host[:port]``); the host must be
+allow-listed; no ``file://``, ``ssh://``, scp-style ``git@host:``, transports like ``ext::``,
+embedded credentials, query or fragment.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from agentyard.core.errors import InvalidInput
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+@dataclass(frozen=True)
+class RepoUrl:
+    url: str
+    scheme: str
+    host: str
+    port: int | None
+    owner: str
+    repo: str
+
+
+@dataclass(frozen=True)
+class HostRule:
+    host: str
+    port: int | None
+    http: bool
+
+    @classmethod
+    def parse(cls, entry: str) -> HostRule:
+        http = entry.startswith("http://")
+        rest = entry.split("://", 1)[-1].strip("/").lower()
+        host, _, port = rest.partition(":")
+        return cls(host, int(port) if port else None, http)
+
+
+def parse_repo_url(raw: str, allowed_hosts: list[str]) -> RepoUrl:
+    url = raw.strip()
+    allowed = ", ".join(allowed_hosts) or "none"
+    if "::" in url.split("/", 1)[0]:
+        raise InvalidInput("repoUrl must be an https URL (transport syntax like ext:: is refused)")
+    if re.match(r"^[\w.-]+@[\w.-]+:", url):
+        raise InvalidInput("repoUrl must be an https URL (scp-style ssh URLs are refused)")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"repoUrl is not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        raise InvalidInput(f"repoUrl must use https (got {scheme or 'no scheme'!r})")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InvalidInput("repoUrl must not embed credentials; connect GitHub instead")
+    if parts.query or parts.fragment:
+        raise InvalidInput("repoUrl must not have a query or a fragment")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InvalidInput("repoUrl has no host")
+    rule = next(
+        (
+            r
+            for r in map(HostRule.parse, allowed_hosts)
+            if r.host == host and (r.port is None or r.port == port)
+        ),
+        None,
+    )
+    if rule is None:
+        raise InvalidInput(f"repoUrl host {host!r} is not allowed (allowed: {allowed})")
+    if scheme == "http" and not rule.http:
+        raise InvalidInput("repoUrl must use https")
+    if port is not None and rule.port is None and port != 443:
+        raise InvalidInput(f"repoUrl port {port} is not allowed for {host}")
+    segments = [s for s in parts.path.split("/") if s]
+    if not segments or any(
+        s in (".", "..") or not _SEGMENT.match(unicodedata.normalize("NFKC", s)) for s in segments
+    ):
+        raise InvalidInput("repoUrl path must name a repository, like /owner/repo.git")
+    repo = segments[-1].removesuffix(".git")
+    owner = "/".join(segments[:-1])
+    netloc = host if port is None else f"{host}:{port}"
+    path = "/".join([*segments[:-1], f"{repo}.git"])
+    return RepoUrl(f"{scheme}://{netloc}/{path}", scheme, host, port, owner, repo)
+
+
+def branch_name(prompt: str, run_id: str, suffix: str | None = None) -> str:
+    """``agentyard/<slug of the prompt>-<short run id>[-suffix]``, always a valid ref name."""
+    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:40].strip("-") or "task"
+    tail = run_id.replace("-", "")[:8]
+    name = f"agentyard/{slug}-{tail}"
+    if suffix:
+        name += "-" + (re.sub(r"[^a-z0-9]+", "-", suffix.lower()).strip("-") or "agent")
+    return name
+
+
+_BAD_REF = re.compile(
+    r"(^[-/.])|(\.\.)|([/.]$)|(//)|(@\{)|(\.lock$)|(/\.)|([\x00-\x20~^:?*\[\\\x7f])"
+)
+
+
+def is_branch_name(name: str) -> bool:
+    """What ``git check-ref-format --branch`` accepts, for the names a client sends."""
+    return bool(name) and len(name) <= 255 and _BAD_REF.search(name) is None
