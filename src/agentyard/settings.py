@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     expected_run_seconds: float = Field(default=300.0, gt=0)
     run_timeout_seconds: float = Field(default=3600.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_upload_bytes: int = Field(default=50 * 1_048_576, ge=1024)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     queue_poll_seconds: float = Field(default=1.0, gt=0)
     cancel_wait_seconds: float = Field(default=10.0, gt=0)

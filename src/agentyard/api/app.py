@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from agentyard import __version__
-from agentyard.api import agent, agents, errors, git, groups, tasks
+from agentyard.api import agent, agents, errors, files, git, groups, tasks
 from agentyard.api.body import BodyLimit
 from agentyard.server import Agentyard
 from agentyard.settings import Settings
@@ -27,9 +27,12 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
         finally:
             await yard.stop()
 
-    app = FastAPI(title="Agentyard", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Agentyard", version=__version__, lifespan=lifespan, redirect_slashes=False
+    )
     app.state.yard = yard
     errors.install(app)
+    app.include_router(files.router)
     app.include_router(tasks.router)
     app.include_router(agent.router)
     app.include_router(agents.router)
@@ -40,4 +43,4 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "version": __version__}
 
-    return BodyLimit(app, settings.max_body_bytes)
+    return BodyLimit(app, settings.max_body_bytes, settings.max_upload_bytes)

@@ -67,17 +67,20 @@ def prompt_of(data: dict[str, Any], *names: str) -> str:
 class BodyLimit:
     """413 for a request body over the limit, by Content-Length or as it streams in."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_max_bytes: int) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max = max_bytes
+        self.upload_max = upload_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Workspace file uploads and writes may be larger than API bodies.
+        limit = self.upload_max if "/files/" in scope.get("path", "") else self.default_max
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._reject(scope, receive, send, limit)
                 return
         seen = 0
 
@@ -87,12 +90,12 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes")
+                if seen > limit:
+                    raise PayloadTooLarge(f"request body exceeds {limit} bytes")
             return message
 
         await self.app(scope, limited, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"request body exceeds {self.max_bytes} bytes")
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = error_response(413, f"request body exceeds {limit} bytes")
         await response(scope, receive, send)
