@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agentyard.connections import GitConnections
 from agentyard.core.aggregate import group_status
 from agentyard.core.diffs import split_by_file
 from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -24,9 +25,10 @@ class GroupView:
 
 
 class Groups:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, git: GitConnections) -> None:
         self.service = service
         self.store = service.store
+        self.git = git
 
     async def get(self, user_id: str, group_id: str) -> GroupView:
         record = await self.store.get_group(group_id)
@@ -72,14 +74,33 @@ class Groups:
         ]
         return {"taskId": group_id, "status": view.status, "runs": per_run, "files": files}
 
-    async def select(self, user_id: str, group_id: str, run_id: str) -> GroupView:
-        """Record the winner (once) and cancel the group's runs still active."""
+    async def select(
+        self, user_id: str, group_id: str, run_id: str, pull_request: bool = False
+    ) -> GroupView:
+        """Record the winner (once), cancel the group's runs still active and, if asked,
+        open a pull request from the winner's branch."""
         view = await self.get(user_id, group_id)
-        if run_id not in {r.run_id for r in view.runs}:
+        winner = next((r for r in view.runs if r.run_id == run_id), None)
+        if winner is None:
             raise InvalidInput(f"run {run_id} is not part of group {group_id}")
-        if not await self.store.select_winner(group_id, run_id):
+        chat = await self.service.chat_of(winner)
+        if pull_request and not (winner.git or {}).get("pushed"):
+            raise InvalidInput(f"run {run_id} pushed no branch to open a pull request from")
+        if view.record.get("selected_run_id") is not None or not await self.store.select_winner(
+            group_id, run_id
+        ):
             raise Conflict(f"group {group_id} already has a winner")
         await self.cancel_active(view, except_run=run_id)
+        if pull_request:
+            token = await self.git.token(user_id)
+            if token is None:
+                raise InvalidInput("no GitHub token stored to open the pull request with")
+            result = await self.git.open_pull_request(winner, chat, token)
+            await self.store.update_group(
+                group_id,
+                pr_url=result.get("prUrl"),
+                pr_number=result.get("prNumber"),
+            )
         return await self.get(user_id, group_id)
 
     async def cancel(self, user_id: str, group_id: str) -> GroupView:

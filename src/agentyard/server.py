@@ -103,7 +103,7 @@ class Agentyard:
             self.workspaces,
             RepositoryRules(self.git, settings.repo_hosts, settings.repo_private_hosts),
         )
-        self.groups = Groups(self.service)
+        self.groups = Groups(self.service, self.git)
 
     async def start(self) -> None:
         _widen_default_executor(self.settings.max_concurrent_runs)

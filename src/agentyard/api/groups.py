@@ -56,8 +56,11 @@ async def select(group_id: str, request: Request, user: str = Depends(current_us
     run_id = optional_str(data, "runId")
     if not run_id:
         raise InvalidInput("'runId' is required")
+    pull_request = data.get("createPullRequest", False)
+    if not isinstance(pull_request, bool):
+        raise InvalidInput("'createPullRequest' must be true or false")
     app = yard(request)
-    view = await app.groups.select(user, group_id, run_id)
+    view = await app.groups.select(user, group_id, run_id, pull_request)
     return _view(view, app.settings.expected_run_seconds)
 
 

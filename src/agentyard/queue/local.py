@@ -78,14 +78,16 @@ class LocalQueue:
         self._wake.set()
 
     async def cancel(self, run_id: str) -> bool:
-        run = await self.store.get_run(run_id)
-        if run is None or run.status.terminal:
-            return False
-        if run.status is RunStatus.QUEUED and await self.events.finish(
-            run_id, RunStatus.CANCELLED, error="Cancelled by user", assistant_parts=[]
-        ):
-            return True
-        task = self._active.get(run_id)
+        # Under the claim lock, a run is either still queued or already has its task here.
+        async with self._claim_lock:
+            run = await self.store.get_run(run_id)
+            if run is None or run.status.terminal:
+                return False
+            if run.status is RunStatus.QUEUED and await self.events.finish(
+                run_id, RunStatus.CANCELLED, error="Cancelled by user", assistant_parts=[]
+            ):
+                return True
+            task = self._active.get(run_id)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
@@ -100,6 +102,13 @@ class LocalQueue:
         while True:
             async with self._claim_lock:
                 run = await self.store.claim_next(self.worker_id)
+                if run is not None:
+                    control = RunControl()
+                    task = asyncio.create_task(
+                        self.runner.execute(run, control), name=f"run-{run.run_id}"
+                    )
+                    self._active[run.run_id] = task
+                    self._controls[run.run_id] = control
             if run is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -107,10 +116,6 @@ class LocalQueue:
                 continue
             # More may be waiting: let another idle worker look too.
             self._wake.set()
-            control = RunControl()
-            task = asyncio.create_task(self.runner.execute(run, control), name=f"run-{run.run_id}")
-            self._active[run.run_id] = task
-            self._controls[run.run_id] = control
             try:
                 # wait() returns when the run ends, however it ends; only the worker's own
                 # cancellation (shutdown) raises here.

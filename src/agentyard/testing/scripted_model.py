@@ -9,10 +9,11 @@ with real text, not only tool results), else the first without ``match``. Its st
 number of model turns since that prompt, so the server holds no conversation state: a resumed
 or continued session, which resends the whole history, lands on the right turn. A TURN is
 ``{"delay": s, "status": code, "error": msg, "thinking": str, "text": str,
-"tool_calls": [{"name": ..., "input": ...}], "anthropic": {...}, "openai": {...}}`` (every key
-optional; the last two override the others for one API, since Claude Code and codex have
-different tools). ``{cwd}`` in any string of it becomes the agent's working directory, read
-from the request. Past the last turn the answer is the text ``done``.
+"tool_calls": [{"name": ..., "input": ...}], "anthropic": {...}, "openai": {...},
+"models": {MODEL: {...}}}`` (every key optional; ``anthropic``/``openai`` override the others
+for one API, since Claude Code and codex have different tools, and ``models`` for one model).
+``{cwd}`` in any string of it becomes the agent's working directory, read from the request.
+Past the last turn the answer is the text ``done``.
 """
 
 from __future__ import annotations
@@ -143,6 +144,14 @@ def _check_turn(turn: Mapping[str, Any], where: str) -> None:
             if not isinstance(override, dict) or ANTHROPIC in override or OPENAI in override:
                 raise ScriptError(f"{where}.{api} is not a plain turn object")
             _check_turn(override, f"{where}.{api}")
+    models = turn.get("models")
+    if models is not None:
+        if not isinstance(models, dict):
+            raise ScriptError(f"{where}.models is not an object of model -> turn")
+        for model, override in models.items():
+            if not isinstance(override, dict) or "models" in override:
+                raise ScriptError(f"{where}.models[{model!r}] is not a plain turn object")
+            _check_turn(override, f"{where}.models[{model!r}]")
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,9 @@ def plan_request(script: Mapping[str, Any], api: str, body: Mapping[str, Any]) -
     override = turn.get(api)
     if isinstance(override, dict):  # e.g. Claude's Write, codex's apply_patch in one script
         turn = {**turn, **override}
+    by_model = turn.get("models")
+    if isinstance(by_model, dict) and isinstance(by_model.get(body.get("model")), dict):
+        turn = {**turn, **by_model[body["model"]]}  # e.g. one agent of a group made slow
     if cwd is not None:
         turn = _replace_cwd(turn, cwd)
     return Plan(api, index, step, prompt, cwd, turn)
