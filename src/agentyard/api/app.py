@@ -27,9 +27,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
         finally:
             await yard.stop()
 
-    app = FastAPI(
-        title="Agentyard", version=__version__, lifespan=lifespan, redirect_slashes=False
-    )
+    app = FastAPI(title="Agentyard", version=__version__, lifespan=lifespan, redirect_slashes=False)
     app.state.yard = yard
     errors.install(app)
     app.include_router(files.router)
