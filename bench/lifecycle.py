@@ -5,7 +5,9 @@ Prints:
   its SSE stream) divided by the median time of the same script run directly through the SDK
   (`claude_agent_sdk.query`), and both medians;
 - p50/p99 of the time from POST to the agent process starting (the CLI process carrying the
-  run's id appearing on the machine).
+  run's id appearing on the machine);
+- the median end-to-end time again with 50 SSE subscribers on every run (a run must not slow
+  down for its audience).
 
 Usage: python bench/lifecycle.py [--runs 20]
 """
@@ -24,7 +26,7 @@ from typing import Any
 import claude_agent_sdk as sdk
 
 from agentyard.runtimes.processes import marked_processes
-from agentyard.testing.harness import ServerProcess, server_env, sse_frames
+from agentyard.testing.harness import API_KEY, ServerProcess, server_env, sse_frames
 from agentyard.testing.scripted_model import ScriptedModelServer
 
 SCRIPT: dict[str, Any] = {
@@ -95,6 +97,40 @@ class ProcessWatch:
             time.sleep(0.005)
 
 
+def watch_stream(url: str, key: str, run_id: str, done: threading.Barrier) -> None:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        done.wait()
+        with client.stream("GET", f"/api/v1/tasks/{run_id}/logs/stream") as response:
+            for _ in sse_frames(response):
+                pass
+
+
+def timed_run(client: Any, server: ServerProcess, subscribers: int) -> float:
+    posted = time.monotonic()
+    run = client.post("/api/v1/tasks", json={"prompt": "write a"}).json()
+    barrier = threading.Barrier(subscribers + 1)
+    threads = [
+        threading.Thread(
+            target=watch_stream, args=(server.url, API_KEY, run["runId"], barrier), daemon=True
+        )
+        for _ in range(subscribers)
+    ]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    with client.stream("GET", f"/api/v1/tasks/{run['runId']}/logs/stream", timeout=120) as r:
+        for frame in sse_frames(r):
+            if frame.data and frame.data["type"] == "finish":
+                assert frame.data["status"] == "completed", frame.data
+    elapsed = time.monotonic() - posted
+    for thread in threads:
+        thread.join(timeout=60)
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
@@ -129,6 +165,7 @@ def main() -> None:
                                 assert frame.data["status"] == "completed", frame.data
                     through.append(time.monotonic() - posted)
                     spawn.append(watch.first_seen[run["runId"]] - posted)
+                watched = [timed_run(client, server, 50) for _ in range(args.runs)]
         finally:
             server.stop()
     d, s = statistics.median(direct), statistics.median(through)
@@ -140,6 +177,7 @@ def main() -> None:
         f"POST -> agent process started: p50 {percentile(spawn, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(spawn, 0.99) * 1000:.1f} ms"
     )
+    print(f"with 50 SSE subscribers:  median {statistics.median(watched) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
