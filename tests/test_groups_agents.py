@@ -11,7 +11,7 @@ import pytest
 
 from agentyard.runtimes.processes import marked_pids
 from agentyard.testing.fake_github import FakeGitHub, FakeRepo
-from agentyard.testing.git_server import GitServer
+from agentyard.testing.git_http import GitHttpServer
 from agentyard.testing.harness import ServerProcess, server_env, wait_status
 from agentyard.testing.scripted_model import ScriptedModelServer
 
@@ -43,11 +43,11 @@ SCRIPT: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def setup(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[ServerProcess, GitServer, FakeGitHub]]:
+) -> Iterator[tuple[ServerProcess, GitHttpServer, FakeGitHub]]:
     data = tmp_path_factory.mktemp("yard")
     with (
         ScriptedModelServer(SCRIPT) as model,
-        GitServer(TOKEN) as git,
+        GitHttpServer(data / "remote", TOKEN) as git,
         FakeGitHub() as github,
     ):
         github.add_user(TOKEN, "octocat")
@@ -63,7 +63,7 @@ def setup(
                 "AGENTYARD_CLAUDE_ENV": '{"CLAUDE_CODE_MAX_RETRIES": "0"}',
                 "AGENTYARD_MAX_CONCURRENT_RUNS": "3",
                 "AGENTYARD_GITHUB_API_URL": github.url,
-                "AGENTYARD_REPO_HOSTS": json.dumps([f"http://{git.host}"]),
+                "AGENTYARD_REPO_HOSTS": json.dumps([git.url]),
                 "AGENTYARD_REPO_PRIVATE_HOSTS": json.dumps(["127.0.0.1"]),
             },
         )
@@ -77,7 +77,7 @@ def setup(
 
 
 def test_claude_codex_claude_compete_and_a_winner_is_selected(
-    setup: tuple[ServerProcess, GitServer, FakeGitHub],
+    setup: tuple[ServerProcess, GitHttpServer, FakeGitHub],
 ) -> None:
     """Three runs, three branches pushed with each agent's own change; compare shows the
     diffs side by side; select picks the winner, opens its pull request and cancels the run
@@ -141,7 +141,7 @@ def test_claude_codex_claude_compete_and_a_winner_is_selected(
         assert c.post(f"/api/v1/groups/{group}/select", json={"runId": claude}).status_code == 409
 
 
-def test_a_whole_group_is_cancelled(setup: tuple[ServerProcess, GitServer, FakeGitHub]) -> None:
+def test_a_whole_group_is_cancelled(setup: tuple[ServerProcess, GitHttpServer, FakeGitHub]) -> None:
     """PATCH {action: cancel} on a group of real agents stops every run and its processes."""
     server, git, _ = setup
     url = git.create_repo("octocat/cancelled", {"README.md": "x\n"})

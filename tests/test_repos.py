@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from agentyard.testing.fake_github import FakeGitHub, FakeRepo
-from agentyard.testing.git_server import GitServer
+from agentyard.testing.git_http import GitHttpServer
 from agentyard.testing.harness import ServerProcess, server_env, wait_status
 
 TOKEN = "ghp_repoTestToken0123456789abcdef"
@@ -25,8 +25,8 @@ COMMANDS = {
 
 
 @pytest.fixture(scope="module")
-def git_server() -> Iterator[GitServer]:
-    with GitServer(TOKEN) as server:
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttpServer]:
+    with GitHttpServer(tmp_path_factory.mktemp("remote"), TOKEN) as server:
         yield server
 
 
@@ -40,7 +40,7 @@ def github() -> Iterator[FakeGitHub]:
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, git_server: GitServer, github: FakeGitHub
+    tmp_path_factory: pytest.TempPathFactory, git_server: GitHttpServer, github: FakeGitHub
 ) -> Iterator[ServerProcess]:
     data = tmp_path_factory.mktemp("yard")
     shim = data / "bin"
@@ -56,9 +56,7 @@ def server(
             "PATH": f"{shim}:{os.environ['PATH']}",
             "AGENTYARD_COMMANDS": json.dumps(COMMANDS),
             "AGENTYARD_GITHUB_API_URL": github.url,
-            "AGENTYARD_REPO_HOSTS": json.dumps(
-                ["github.com", f"http://{git_server.host}", "localhost"]
-            ),
+            "AGENTYARD_REPO_HOSTS": json.dumps(["github.com", git_server.url, "localhost"]),
             "AGENTYARD_REPO_PRIVATE_HOSTS": json.dumps(["127.0.0.1"]),
             "AGENTYARD_MAX_CONCURRENT_RUNS": "3",
         },
@@ -89,7 +87,7 @@ def create(
 
 
 def test_a_task_pushes_its_work_on_a_created_branch_and_continue_adds_to_it(
-    server: ServerProcess, client: httpx.Client, git_server: GitServer
+    server: ServerProcess, client: httpx.Client, git_server: GitHttpServer
 ) -> None:
     """The agent works on a new branch cut from the default branch; its change is committed
     and pushed; continue fetches the branch and adds a second commit to it."""
@@ -133,7 +131,7 @@ def test_a_task_pushes_its_work_on_a_created_branch_and_continue_adds_to_it(
 
 
 def test_a_follow_up_in_a_fresh_workspace_continues_from_the_pushed_branch(
-    server: ServerProcess, client: httpx.Client, git_server: GitServer
+    server: ServerProcess, client: httpx.Client, git_server: GitHttpServer
 ) -> None:
     """With the workspace gone (another machine), continue checks out the pushed branch."""
     url = git_server.create_repo("octocat/fresh", {"README.md": "x\n"})
@@ -149,7 +147,7 @@ def test_a_follow_up_in_a_fresh_workspace_continues_from_the_pushed_branch(
 
 
 def test_a_rejected_push_fails_the_run_and_keeps_the_work(
-    server: ServerProcess, client: httpx.Client, git_server: GitServer
+    server: ServerProcess, client: httpx.Client, git_server: GitHttpServer
 ) -> None:
     """Push rejected by the remote: the run fails with the remote's reason; the commit stays
     in the workspace."""
@@ -166,9 +164,11 @@ def test_a_rejected_push_fails_the_run_and_keeps_the_work(
     ).stdout
     assert log.strip() == "try to change"
     assert len(git_server.branches("octocat/frozen")) == 1
+    task = client.get(f"/api/v1/tasks/{body['runId']}").json()
+    assert task["github"]["pushed"] is False and len(task["github"]["commits"]) == 1
 
 
-def test_nothing_to_commit_is_fine(client: httpx.Client, git_server: GitServer) -> None:
+def test_nothing_to_commit_is_fine(client: httpx.Client, git_server: GitHttpServer) -> None:
     """An agent that changes nothing completes; nothing is pushed."""
     url = git_server.create_repo("octocat/idle", {"README.md": "x\n"})
     body = create(client, url, "look only", command="nothing")
@@ -178,7 +178,7 @@ def test_nothing_to_commit_is_fine(client: httpx.Client, git_server: GitServer) 
 
 
 def test_create_pull_request_opens_one_from_the_branch(
-    client: httpx.Client, git_server: GitServer, github: FakeGitHub
+    client: httpx.Client, git_server: GitHttpServer, github: FakeGitHub
 ) -> None:
     """createPullRequest: after the push a pull request is opened head=branch, base=main."""
     url = git_server.create_repo("octocat/prs", {"README.md": "x\n"})
@@ -192,14 +192,14 @@ def test_create_pull_request_opens_one_from_the_branch(
 
 
 def test_the_token_never_leaks(
-    server: ServerProcess, client: httpx.Client, git_server: GitServer
+    server: ServerProcess, client: httpx.Client, git_server: GitHttpServer
 ) -> None:
     """The token reaches git only through askpass: never in argv, .git/config, events or logs."""
     url = git_server.create_repo("octocat/secret", {"README.md": "x\n"})
     body = create(client, url, "secret work", command="edit")
     wait_status(client, body["runId"], {"completed"})
     # The remote saw the token (basic auth), so git did use it ...
-    assert any(r["authorization"] for r in git_server.requests)
+    assert any(r.authorized for r in git_server.requests)
     # ... but it appears nowhere on our side.
     assert TOKEN not in (server.data_dir / "git-argv.log").read_text()
     workspace = server.data_dir / "workspaces" / body["chatId"]
@@ -212,7 +212,7 @@ def test_the_token_never_leaks(
 
 
 def test_a_second_task_on_the_same_repo_reuses_the_mirror(
-    server: ServerProcess, client: httpx.Client, git_server: GitServer
+    server: ServerProcess, client: httpx.Client, git_server: GitHttpServer
 ) -> None:
     """The repository is mirrored once; a later task fetches into the mirror, it does not
     clone again, and sees commits pushed meanwhile."""
@@ -220,7 +220,7 @@ def test_a_second_task_on_the_same_repo_reuses_the_mirror(
     first = create(client, url, "one", command="edit")
     wait_status(client, first["runId"], {"completed"})
     mirrors = set((server.data_dir / "git" / "mirrors").glob("*.git"))
-    git_server.commit_file("octocat/cached", "main", "README.md", "v2\n")
+    git_server.add_commit("octocat/cached", "main", {"README.md": "v2\n"})
     second = create(client, url, "two", command="edit")
     wait_status(client, second["runId"], {"completed"})
     assert set((server.data_dir / "git" / "mirrors").glob("*.git")) == mirrors
@@ -229,7 +229,7 @@ def test_a_second_task_on_the_same_repo_reuses_the_mirror(
 
 
 def test_groups_on_a_repository_push_a_branch_per_agent(
-    client: httpx.Client, git_server: GitServer
+    client: httpx.Client, git_server: GitHttpServer
 ) -> None:
     """Each agent of a group pushes its own branch, named with the agent and its index."""
     url = git_server.create_repo("octocat/group", {"README.md": "x\n"})
@@ -281,7 +281,7 @@ def test_repo_url_rules(client: httpx.Client, url: str, message: str) -> None:
 
 
 def test_repo_tasks_need_a_token_and_a_valid_branch(
-    server: ServerProcess, client: httpx.Client, git_server: GitServer
+    server: ServerProcess, client: httpx.Client, git_server: GitHttpServer
 ) -> None:
     """No stored GitHub token, or a malformed selectedBranch: 400."""
     url = git_server.url_for("octocat/hello")

@@ -15,7 +15,7 @@ from agentyard.core.repo_rules import parse_repo_url
 from agentyard.crypto import SecretBox
 from agentyard.store.store import Store
 from agentyard.workspace.github import GitHub, GitHubError
-from agentyard.workspace.remote import check_resolves_publicly
+from agentyard.workspace.repo_policy import check_resolves_publicly
 
 
 class GitConnections:

@@ -139,33 +139,32 @@ class Runner:
         outcome = await runtime.run(spec, emit)
         await asyncio.to_thread(kill_run_processes, run.run_id)
         try:
-            outcome.git = await self._finalize(run, chat, prepared, token)
+            outcome.git, save_error = await self._finalize(run, chat, prepared, token)
         except WorkspaceError as exc:
-            return RunOutcome(
-                ok=False,
-                error=f"the agent finished but its work could not be saved: {exc}",
-                session_id=outcome.session_id,
-                usage=outcome.usage,
-                cost_usd=outcome.cost_usd,
-                totals=outcome.totals,
-            )
+            save_error = str(exc)
+        if save_error is not None:
+            outcome.ok = False
+            outcome.error = f"the agent finished but its work could not be saved: {save_error}"
         return outcome
 
     async def _finalize(
         self, run: Run, chat: Chat, prepared: Prepared, token: str | None
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str | None]:
         """Commit the agent's changes (and push them, for a repository); the run's diff
-        statistics, commits and pull request."""
+        statistics, commits and pull request, and why the push failed if it did."""
         title = (run.prompt.strip().splitlines() or ["Agent run"])[0][:72]
         await self.workspaces.commit(prepared.path, f"{title}\n\nAgentyard run {run.run_id}")
         stats = await self.workspaces.stats(prepared.path, prepared.base_sha)
         if chat.repo_url and stats["commits"]:
-            await self.workspaces.publish(chat, prepared.path, token)
+            try:
+                await self.workspaces.publish(chat, prepared.path, token)
+            except WorkspaceError as exc:
+                return stats, str(exc)
             stats["pushed"] = True
             if run.options.get("createPullRequest") and self.pull_requests is not None:
                 assert token is not None
                 stats.update(await self.pull_requests(run, chat, token))
-        return stats
+        return stats, None
 
     async def stop(self, run: Run, control: RunControl) -> None:
         """Kill what the run started and end it as ``control`` says (no-op if it has ended)."""

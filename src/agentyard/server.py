@@ -25,8 +25,8 @@ from agentyard.service import Service
 from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
 from agentyard.store.store import Store
+from agentyard.workspace.git import Git
 from agentyard.workspace.github import GitHub
-from agentyard.workspace.remote import Remotes
 from agentyard.workspace.workspaces import Workspaces
 
 log = structlog.get_logger(__name__)
@@ -54,12 +54,18 @@ class Agentyard:
             SecretBox.from_settings(secret, settings.resolved_data_dir),
             GitHub(settings.github_api_url),
         )
+        git_state = settings.resolved_data_dir / "git"
         self.workspaces = Workspaces(
             settings.workspaces_dir,
-            Remotes(settings.resolved_data_dir / "git", settings.git_timeout_seconds),
+            Git(
+                git_state,
+                timeout=settings.git_timeout_seconds,
+                author_name=settings.git_author_name,
+                author_email=settings.git_author_email,
+                allow_http=any(h.startswith("http://") for h in settings.repo_hosts),
+            ),
+            git_state / "mirrors",
             settings.repo_hosts,
-            settings.git_author_name,
-            settings.git_author_email,
         )
         self.runner = Runner(
             self.store,

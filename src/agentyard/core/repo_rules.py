@@ -90,14 +90,19 @@ def parse_repo_url(raw: str, allowed_hosts: list[str]) -> RepoUrl:
 
 
 def branch_name(prompt: str, run_id: str, suffix: str | None = None) -> str:
-    """``agentyard/<slug of the prompt>-<short run id>[-suffix]``, always a valid ref name."""
-    ascii_text = unicodedata.normalize("NFKD", prompt).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:40].strip("-") or "task"
-    tail = run_id.replace("-", "")[:8]
-    name = f"agentyard/{slug}-{tail}"
-    if suffix:
-        name += "-" + (re.sub(r"[^a-z0-9]+", "-", suffix.lower()).strip("-") or "agent")
-    return name
+    """``agentyard/<slug of the prompt>-<first 8 of the run id>[-<suffix>]``: ASCII,
+    lowercase, and always a valid branch name."""
+    slug = _slug(prompt, 40) or "task"
+    short = _slug(run_id, 8) or "run"
+    name = f"agentyard/{slug}-{short[:8]}"
+    tail = _slug(suffix or "", 40)
+    return f"{name}-{tail}" if tail else name
+
+
+def _slug(text: str, limit: int) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:limit].rstrip("-")
 
 
 _BAD_REF = re.compile(

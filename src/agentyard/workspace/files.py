@@ -1,7 +1,12 @@
-"""Reading and writing a workspace's files for the API, never outside the workspace.
+"""Safe access to a workspace's files for the API's files endpoints.
 
-Paths are relative to the workspace root. ``..``, absolute paths, NUL bytes, ``.git`` and
-symlinks that lead out of the workspace are refused.
+A user-given path is relative to the workspace root and must stay inside it: ``..``
+segments, absolute paths and NUL bytes are refused, and so is a path that a symlink leads
+out of the root (a repository may contain ``link -> /etc``). ``.git`` is never listed,
+read, written or deleted. Malformed or escaping paths raise InvalidInput, missing ones
+NotFound.
+
+Everything here is blocking filesystem work: call it through ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -14,126 +19,284 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from agentyard.core.errors import InvalidInput, NotFound
+from agentyard.core.errors import InvalidInput, NotFound, PayloadTooLarge
 
-_TEXT_LIMIT = 10 * 1024 * 1024
+DEFAULT_MAX_READ_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_ENTRIES = 10_000
+_GIT = ".git"
 
 
-def resolve(root: Path, rel: str) -> Path:
-    """The real path of ``rel`` inside ``root``; InvalidInput if it would leave it."""
-    if "\x00" in rel:
-        raise InvalidInput("path contains a NUL character")
-    rel = rel.strip()
-    if rel.startswith(("/", "\\")) or (len(rel) > 1 and rel[1] == ":"):
-        raise InvalidInput("path must be relative to the workspace root")
-    parts = PurePosixPath(rel).parts
-    if ".." in parts:
-        raise InvalidInput("path must not contain '..'")
-    if ".git" in parts:
-        raise InvalidInput("the workspace's .git directory is not accessible")
-    real_root = root.resolve()
-    real = (real_root / rel).resolve()
-    if real != real_root and real_root not in real.parents:
-        raise InvalidInput("path leads outside the workspace")
+def resolve(root: Path, path: str) -> Path:
+    """The real location of ``path`` inside ``root`` (symlinks followed, and checked to stay
+    inside). InvalidInput if it is malformed or escapes the root."""
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(real_root.joinpath(*_parts(path))))
+    if not _inside(real, real_root):
+        raise InvalidInput(f"path {path!r} is outside the workspace")
+    if _GIT in real.relative_to(real_root).parts:
+        raise InvalidInput(f"path {path!r} is inside .git")
     return real
 
 
-def list_files(root: Path, rel: str, recursive: bool) -> list[dict[str, Any]]:
-    base = resolve(root, rel)
-    if not base.is_dir():
-        raise NotFound(f"no directory {rel or '.'!r} in the workspace")
-    real_root = root.resolve()
-    found: list[dict[str, Any]] = []
-    walker = base.rglob("*") if recursive else base.iterdir()
-    for entry in sorted(walker):
-        relative = entry.relative_to(real_root)
-        if ".git" in relative.parts:
+def list_files(root: Path, path: str = "", recursive: bool = False) -> list[dict[str, Any]]:
+    """The entries of directory ``path``: ``name``, ``path`` (relative to the root),
+    ``type`` ('file' | 'directory') and ``size`` (bytes; None for directories), sorted by path.
+
+    ``.git`` and symlinks leading out of the root are left out; symlinked directories are
+    listed but not descended into.
+    """
+    real_root = Path(os.path.realpath(root))
+    directory = resolve(root, path)
+    if not directory.exists():
+        raise NotFound(f"path {path!r} not found")
+    if not directory.is_dir():
+        raise InvalidInput(f"path {path!r} is not a directory")
+    entries: list[dict[str, Any]] = []
+    for entry, relative in _walk(directory, real_root, recursive):
+        info = _entry_info(entry, real_root)
+        if info is None:
             continue
-        info = entry.lstat()
-        kind = "directory" if stat.S_ISDIR(info.st_mode) else "file"
-        found.append(
-            {
-                "name": entry.name,
-                "path": relative.as_posix(),
-                "type": kind,
-                "size": info.st_size if kind == "file" else None,
-            }
-        )
-    return found
+        entries.append({"name": entry.name, "path": relative, **info})
+        if len(entries) > DEFAULT_MAX_ENTRIES:
+            raise PayloadTooLarge(
+                f"more than {DEFAULT_MAX_ENTRIES} entries: list a subdirectory, or not recursively"
+            )
+    entries.sort(key=lambda e: str(e["path"]))
+    return entries
 
 
-def read_file(root: Path, rel: str) -> dict[str, Any]:
-    path = resolve(root, rel)
-    if not path.is_file():
-        raise NotFound(f"no file {rel!r} in the workspace")
-    size = path.stat().st_size
-    if size > _TEXT_LIMIT:
-        raise InvalidInput(f"{rel!r} is {size} bytes; download it as an archive instead")
-    data = path.read_bytes()
-    mime = mimetypes.guess_type(path.name)[0]
-    try:
-        content, encoding = data.decode("utf-8"), "text"
-        if "\x00" in content:
-            raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL")
-        mime = mime or "text/plain"
-    except UnicodeDecodeError:
-        content, encoding = base64.b64encode(data).decode(), "base64"
-        mime = mime or "application/octet-stream"
+def read_file(root: Path, path: str, max_bytes: int = DEFAULT_MAX_READ_BYTES) -> dict[str, Any]:
+    """The file's ``content``: UTF-8 text as is (``encoding`` 'text'), anything else in
+    base64 (``encoding`` 'base64'); with ``path``, ``mimeType`` and ``size``."""
+    real = resolve(root, path)
+    data = _read_regular(real, path, max_bytes)
+    relative = "/".join(_parts(path))
+    text = _as_text(data)
+    guessed = mimetypes.guess_type(real.name)[0]
+    if text is not None:
+        return {
+            "path": relative,
+            "content": text,
+            "encoding": "text",
+            "mimeType": guessed or "text/plain",
+            "size": len(data),
+        }
     return {
-        "path": path.relative_to(root.resolve()).as_posix(),
-        "content": content,
-        "encoding": encoding,
-        "mimeType": mime,
-        "size": size,
+        "path": relative,
+        "content": base64.b64encode(data).decode("ascii"),
+        "encoding": "base64",
+        "mimeType": guessed or "application/octet-stream",
+        "size": len(data),
     }
 
 
-def write_file(root: Path, rel: str, data: bytes) -> dict[str, Any]:
-    path = resolve(root, rel)
-    if path == root.resolve():
-        raise InvalidInput("path must name a file")
-    if path.is_dir():
-        raise InvalidInput(f"{rel!r} is a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # O_NOFOLLOW: a symlink swapped in after the check is not followed.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+def write_file(root: Path, path: str, content: bytes) -> dict[str, Any]:
+    """Write ``content`` to ``path`` (parents created, an existing file replaced):
+    ``{"success": True, "path": <relative path>, "size": <bytes written>}``."""
+    real = resolve(root, path)
+    if real == Path(os.path.realpath(root)):
+        raise InvalidInput("cannot write to the workspace root")
+    if real.is_dir():
+        raise InvalidInput(f"path {path!r} is a directory")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        # ``real`` has no symlinks left, and its missing parents are created below the root.
+        real.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(real, flags, 0o644)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path!r}: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    return {"success": True, "path": path.relative_to(root.resolve()).as_posix(), "size": len(data)}
+        fh.write(content)
+    return {"success": True, "path": "/".join(_parts(path)), "size": len(content)}
 
 
-def delete_path(root: Path, rel: str) -> dict[str, Any]:
-    path = resolve(root, rel)
-    if path == root.resolve():
-        raise InvalidInput("the workspace root cannot be deleted")
-    if not path.exists() and not path.is_symlink():
-        raise NotFound(f"no file or directory {rel!r} in the workspace")
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+def delete_path(root: Path, path: str) -> dict[str, Any]:
+    """Delete a file, a symlink (itself, never its target) or a directory with everything
+    in it: ``{"success": True, "path": <relative path>}``. Never the root, never ``.git``."""
+    parts = _parts(path)
+    if not parts:
+        raise InvalidInput("cannot delete the workspace root")
+    real_root = Path(os.path.realpath(root))
+    # The parent is resolved (and so checked); the last component itself is not followed.
+    parent = resolve(root, "/".join(parts[:-1]))
+    target = parent / parts[-1]
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        raise NotFound(f"path {path!r} not found") from None
+    if target == real_root:
+        raise InvalidInput("cannot delete the workspace root")
+    if stat.S_ISDIR(mode):
+        # rmtree never follows symlinks inside the tree it removes.
+        shutil.rmtree(target)
     else:
-        path.unlink()
-    return {"success": True, "path": path.relative_to(root.resolve()).as_posix()}
+        target.unlink()
+    return {"success": True, "path": target.relative_to(real_root).as_posix()}
 
 
-def archive(root: Path, rel: str, fmt: str) -> bytes:
-    """A zip, or a gzipped tar, of a directory of the workspace (no .git, symlinks as links)."""
-    base = resolve(root, rel)
-    if not base.is_dir():
-        raise NotFound(f"no directory {rel or '.'!r} in the workspace")
+def archive(root: Path, path: str = "", fmt: str = "zip") -> bytes:
+    """Directory ``path`` of the workspace (default: all of it), without ``.git``, as a zip
+    or a gzipped tar; names are relative to that directory.
+
+    Nothing outside the root is read: a tar keeps symlinks as links (their target is just
+    text); a zip, which has no portable links, holds the content of those leading to a
+    regular file inside the root and skips the others. Special files are skipped.
+    """
+    if fmt not in ("zip", "tar"):
+        raise InvalidInput("archive format must be 'zip' or 'tar'")
+    real_root = Path(os.path.realpath(root))
+    directory = resolve(root, path)
+    if not directory.is_dir():
+        raise NotFound(f"directory {path!r} not found")
     buffer = io.BytesIO()
-    entries = [p for p in sorted(base.rglob("*")) if ".git" not in p.relative_to(base).parts]
     if fmt == "zip":
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for entry in entries:
-                if entry.is_file() and not entry.is_symlink():
-                    zf.write(entry, entry.relative_to(base).as_posix())
-    elif fmt == "tar":
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
-            for entry in entries:
-                tf.add(entry, entry.relative_to(base).as_posix(), recursive=False)
+            for entry, name in _walk(directory, directory, recursive=True):
+                source = _regular_inside(entry, real_root)
+                if source is not None:
+                    zf.write(source, name)
     else:
-        raise InvalidInput("'format' must be zip or tar")
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+            for entry, name in _walk(directory, directory, recursive=True):
+                _add_to_tar(tf, entry, name)
     return buffer.getvalue()
+
+
+# -- internals -------------------------------------------------------------------------
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    """The segments of a relative path; InvalidInput for anything that is not one."""
+    if not isinstance(path, str):
+        raise InvalidInput("path must be a string")
+    if "\0" in path:
+        raise InvalidInput("path must not contain NUL bytes")
+    if path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
+        raise InvalidInput(f"path {path!r} must be relative to the workspace")
+    parts = tuple(p for p in PurePosixPath(path).parts if p not in ("", "."))
+    if ".." in parts:
+        raise InvalidInput(f"path {path!r} must not contain '..'")
+    if _GIT in parts:
+        raise InvalidInput(f"path {path!r} is inside .git")
+    return parts
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _walk(directory: Path, base: Path, recursive: bool) -> Iterator[tuple[Path, str]]:
+    """(entry, path relative to ``base``) under ``directory``, never into ``.git`` or
+    through a symlinked directory."""
+    pending = [directory]
+    while pending:
+        current = pending.pop()
+        try:
+            children = list(os.scandir(current))
+        except OSError:
+            continue
+        for child in children:
+            if child.name == _GIT:
+                continue
+            entry = Path(child.path)
+            yield entry, entry.relative_to(base).as_posix()
+            if recursive and child.is_dir(follow_symlinks=False):
+                pending.append(entry)
+
+
+def _entry_info(entry: Path, real_root: Path) -> dict[str, Any] | None:
+    """``type`` and ``size`` of an entry; None for what is not shown (links leading out of
+    the root or nowhere, sockets, devices)."""
+    real = Path(os.path.realpath(entry))
+    if not _inside(real, real_root) or _GIT in real.relative_to(real_root).parts:
+        return None
+    try:
+        st = real.stat()
+    except OSError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return {"type": "directory", "size": None}
+    if stat.S_ISREG(st.st_mode):
+        return {"type": "file", "size": st.st_size}
+    return None
+
+
+def _read_regular(real: Path, path: str, max_bytes: int) -> bytes:
+    # O_NONBLOCK: opening a FIFO must not hang the server; it is then refused as not a file.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(real, flags)
+    except FileNotFoundError:
+        raise NotFound(f"path {path!r} not found") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path!r}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidInput(f"path {path!r} is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(f"path {path!r} is not a regular file")
+        if st.st_size > max_bytes:
+            raise PayloadTooLarge(f"file {path!r} is larger than {max_bytes} bytes")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(max_bytes + 1)[:max_bytes]
+
+
+def _as_text(data: bytes) -> str | None:
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _regular_inside(entry: Path, real_root: Path) -> Path | None:
+    """The regular file ``entry`` is or leads to, if inside the root (and not in .git)."""
+    real = Path(os.path.realpath(entry))
+    if not _inside(real, real_root) or _GIT in real.relative_to(real_root).parts:
+        return None
+    try:
+        return real if stat.S_ISREG(real.stat().st_mode) else None
+    except OSError:
+        return None
+
+
+def _add_to_tar(tf: tarfile.TarFile, entry: Path, relative: str) -> None:
+    """A file, directory or symlink (as a link, never followed) into the tar."""
+    try:
+        info = tf.gettarinfo(str(entry), arcname=relative)  # lstat: links stay links
+    except OSError:
+        return
+    if info is None or not (info.isreg() or info.isdir() or info.issym()):
+        return
+    # Ownership of the server's files is nobody's business.
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if not info.isreg():
+        tf.addfile(info)
+        return
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(entry, flags)
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as data:
+        tf.addfile(info, data)
+
+
+__all__ = [
+    "archive",
+    "delete_path",
+    "list_files",
+    "read_file",
+    "resolve",
+    "write_file",
+]

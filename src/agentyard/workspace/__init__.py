@@ -1,0 +1,1 @@
+"""Where agents work: git repositories, workspace files, and the GitHub connection."""

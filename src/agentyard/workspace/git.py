@@ -1,0 +1,632 @@
+"""Git through the real git CLI: mirrors, workspaces, branches, commits, pushes and diffs.
+
+Every call is an asyncio subprocess in its own process group with a timeout; on timeout or
+cancellation the whole group (git and its helpers) is killed and reaped.
+
+A token reaches git only through the environment: git asks the askpass script written by
+:class:`Git`, which prints ``$AGENTYARD_GIT_TOKEN`` - and only when git is talking to the
+host the call was made for. The token is never in argv, a URL or a config file, and is
+scrubbed from every error message. The host's git configuration, credential helpers and
+``.netrc`` are kept out (controlled ``HOME``, no system or global config), and only the
+https (and, when allowed, http) transports may be used, so a URL or a repository's config
+cannot make git run ``ext::`` commands or read local files.
+
+A workspace is where an agent works, so its ``.git`` is not trusted: before a token is
+handed to git there (fetch, push), its config is reduced to known-harmless keys and hooks
+are always disabled, so an agent cannot redirect the push or run code with the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import time
+import unicodedata
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+TOKEN_ENV = "AGENTYARD_GIT_TOKEN"
+HOST_ENV = "AGENTYARD_GIT_HOST"
+TOKEN_USERNAME = "x-access-token"
+
+# git calls askpass with a prompt: "Username for 'https://host': " or
+# "Password for 'https://x-access-token@host': ". The password is printed only when the
+# prompt names the host of this call, so a redirect to another host never gets the token.
+_ASKPASS = f"""#!/bin/sh
+# Written by agentyard: git's credentials come from the environment, never from disk.
+case "$1" in
+  Username*) echo {TOKEN_USERNAME} ;;
+  Password*"@${HOST_ENV}'"*) printf '%s\\n' "${TOKEN_ENV}" ;;
+  *) exit 1 ;;
+esac
+"""
+
+# Passed through from the server's environment: how to reach the network, and nothing else
+# (no GIT_* variables, no XDG config, no secrets of other services).
+_PASSTHROUGH_ENV = (
+    "PATH",
+    "TMPDIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+)
+
+# The workspace config keys kept before a token is used there; everything else (url
+# rewrites, proxies, credential helpers, fsmonitor, includes, ...) is dropped.
+_SAFE_CONFIG = re.compile(
+    r"^(core\.(repositoryformatversion|filemode|bare|logallrefupdates|ignorecase"
+    r"|precomposeunicode|symlinks)"
+    r"|extensions\.objectformat"
+    r"|branch\..+\.(remote|merge)"
+    r"|user\.(name|email))$",
+    re.IGNORECASE,
+)
+
+_LOCK_POLL_SECONDS = 0.05
+_STDERR_TAIL = 800
+
+
+class GitError(Exception):
+    """A git command failed. The message names the subcommand and ends with the tail of
+    git's stderr; it never contains the token."""
+
+    def __init__(self, message: str, command: str = "", stderr: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class FileStat:
+    path: str
+    added: int
+    removed: int
+    binary: bool
+
+
+@dataclass(frozen=True)
+class DiffStats:
+    """What ``base..head`` changed."""
+
+    base_sha: str
+    head_sha: str
+    commits: list[str]
+    """Commits in ``base..head``, oldest first."""
+    files: list[FileStat] = field(default_factory=list)
+
+    @property
+    def files_changed(self) -> int:
+        return len(self.files)
+
+    @property
+    def lines_added(self) -> int:
+        return sum(f.added for f in self.files)
+
+    @property
+    def lines_removed(self) -> int:
+        return sum(f.removed for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's camelCase shape."""
+        return {
+            "baseSha": self.base_sha,
+            "headSha": self.head_sha,
+            "commits": list(self.commits),
+            "filesChanged": self.files_changed,
+            "linesAdded": self.lines_added,
+            "linesRemoved": self.lines_removed,
+            "files": [
+                {"path": f.path, "added": f.added, "removed": f.removed, "binary": f.binary}
+                for f in self.files
+            ],
+        }
+
+
+class Git:
+    """Runs git for the server. ``state_dir`` holds the askpass script and the ``HOME`` git
+    sees; it should be private to the server (it is created with mode 0700)."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        timeout: float = 600.0,
+        author_name: str = "Agentyard",
+        author_email: str = "agent@agentyard.local",
+        allow_http: bool = False,
+        git: str = "git",
+    ) -> None:
+        self.timeout = timeout
+        self.author_name = author_name
+        self.author_email = author_email
+        self.allow_http = allow_http
+        self.git = git
+        self.state_dir = state_dir
+        self.home = state_dir / "home"
+        self.askpass = state_dir / "askpass.sh"
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state_dir.chmod(0o700)
+        self._write_askpass()
+        # One asyncio lock per mirror, per event loop (a lock is bound to its loop).
+        self._locks: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]
+        ] = weakref.WeakKeyDictionary()
+
+    def _write_askpass(self) -> None:
+        if self.askpass.exists() and self.askpass.read_text() == _ASKPASS:
+            self.askpass.chmod(0o700)
+            return
+        # Written aside and renamed, so a concurrent git never runs a half-written script.
+        staging = self.askpass.with_name(f".askpass.{uuid.uuid4().hex}")
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_ASKPASS)
+        os.replace(staging, self.askpass)
+
+    # -- remote repositories ---------------------------------------------------------
+
+    async def remote_default_branch(self, url: str, token: str | None) -> str:
+        """The branch the remote's HEAD points at."""
+        self._check_url(url)
+        out = await self._run(
+            ["ls-remote", "--symref", url, "HEAD"], cwd=self.state_dir, url=url, token=token
+        )
+        for line in out.splitlines():
+            if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
+                return line[len("ref: refs/heads/") : -len("\tHEAD")]
+        raise GitError("git ls-remote: the remote has no default branch (empty repository?)")
+
+    async def remote_branch_exists(self, url: str, token: str | None, branch: str) -> bool:
+        """Whether the remote has ``branch`` (e.g. pushed by an earlier run of the chat)."""
+        self._check_url(url)
+        _check_branch(branch)
+        out = await self._run(
+            ["ls-remote", "--heads", url, f"refs/heads/{branch}"],
+            cwd=self.state_dir, url=url, token=token,
+        )  # fmt: skip
+        return bool(out.strip())
+
+    async def ensure_mirror(self, url: str, token: str | None, cache_dir: Path) -> Path:
+        """The bare mirror of ``url`` in ``cache_dir``, cloned the first time and brought up to
+        date (branches and tags, pruned) every time.
+
+        The fetch is done with the caller's token every time, so it is also the caller's
+        access check: call it before :meth:`checkout_workspace`, whoever filled the cache.
+        """
+        self._check_url(url)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        mirror = cache_dir / mirror_name(url)
+        async with self._mirror_lock(mirror):
+            if mirror.is_dir():
+                await self._run(
+                    [
+                        "fetch", "--quiet", "--prune", "--no-write-fetch-head", url,
+                        "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*",
+                    ],
+                    cwd=mirror, url=url, token=token,
+                )  # fmt: skip
+                return mirror
+            # Cloned aside and renamed: a failed or cancelled clone leaves no mirror behind.
+            staging = cache_dir / f".{mirror.name}.tmp-{uuid.uuid4().hex[:8]}"
+            try:
+                await self._run(
+                    ["clone", "--quiet", "--bare", "--", url, str(staging)],
+                    cwd=cache_dir, url=url, token=token,
+                )  # fmt: skip
+                staging.rename(mirror)
+            finally:
+                if staging.exists():
+                    await asyncio.to_thread(shutil.rmtree, staging, True)
+        return mirror
+
+    # -- workspaces ------------------------------------------------------------------
+
+    async def checkout_workspace(self, url: str, mirror: Path, dest: Path, branch: str) -> str:
+        """Clone ``mirror`` into ``dest`` (hard-linked objects: fast, and independent of the
+        mirror afterwards), with ``origin`` set to ``url``, checked out at ``branch``.
+        Returns the checked-out commit (the run's base)."""
+        self._check_url(url)
+        _check_branch(branch)
+        if dest.exists() and any(dest.iterdir()):
+            raise GitError(f"git clone: {dest} already exists and is not empty")
+        created = not dest.exists()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            async with self._mirror_lock(mirror):
+                await self._run(
+                    ["clone", "--quiet", "--no-tags", "--branch", branch, "--",
+                     str(mirror), str(dest)],
+                    cwd=dest.parent, allow_file=True,
+                )  # fmt: skip
+            await self._run(["remote", "set-url", "origin", url], cwd=dest)
+            return await self._rev_parse(dest, "HEAD")
+        except BaseException:
+            if created and dest.exists():
+                await asyncio.to_thread(shutil.rmtree, dest, True)
+            raise
+
+    async def init_workspace(self, dest: Path) -> str:
+        """A fresh repository on ``main`` with one empty commit (for tasks without a
+        repository); that commit's sha."""
+        if dest.exists() and any(dest.iterdir()):
+            raise GitError(f"git init: {dest} already exists and is not empty")
+        created = not dest.exists()
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            await self._run(["init", "--quiet", "-b", "main"], cwd=dest)
+            await self._run(
+                ["-c", "commit.gpgSign=false", "commit", "--quiet", "--no-verify",
+                 "--allow-empty", "-m", "Workspace created"],
+                cwd=dest,
+            )  # fmt: skip
+            return await self._rev_parse(dest, "HEAD")
+        except BaseException:
+            if created and dest.exists():
+                await asyncio.to_thread(shutil.rmtree, dest, True)
+            raise
+
+    async def create_branch(self, dest: Path, name: str) -> None:
+        """Create branch ``name`` at HEAD and check it out."""
+        _check_branch(name)
+        await self._run(["checkout", "--quiet", "-b", name], cwd=dest)
+
+    async def fetch_branch(self, url: str, token: str | None, dest: Path, branch: str) -> str:
+        """Fetch ``branch`` from ``url`` and check it out in ``dest``, fast-forwarded to the
+        remote's tip (a follow-up run continuing on a pushed branch). Returns HEAD."""
+        self._check_url(url)
+        _check_branch(branch)
+        await self._trust_workspace(dest, url)
+        tracking = f"refs/remotes/origin/{branch}"
+        await self._run(
+            ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", url,
+             f"+refs/heads/{branch}:{tracking}"],
+            cwd=dest, url=url, token=token,
+        )  # fmt: skip
+        if await self._probe(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], dest):
+            await self._run(["checkout", "--quiet", branch], cwd=dest)
+            await self._run(["merge", "--quiet", "--ff-only", tracking], cwd=dest)
+        else:
+            await self._run(["checkout", "--quiet", "-b", branch, "--track", tracking], cwd=dest)
+        return await self._rev_parse(dest, "HEAD")
+
+    async def commit_all(self, dest: Path, message: str) -> str | None:
+        """Stage everything (additions, changes, deletions) and commit it as the configured
+        author; the new commit's sha, or None when there was nothing to commit."""
+        await self._run(["add", "--all"], cwd=dest)
+        if await self._probe(["diff", "--cached", "--quiet"], dest):
+            return None  # the index equals HEAD
+        await self._run(
+            ["-c", "commit.gpgSign=false", "commit", "--quiet", "--no-verify", "-m", message],
+            cwd=dest,
+        )
+        return await self._rev_parse(dest, "HEAD")
+
+    async def push(self, url: str, token: str | None, dest: Path, branch: str) -> None:
+        """Push ``branch`` of ``dest`` to the same branch at ``url`` (never forced).
+
+        Raises GitError with the remote's reason (hook output, non-fast-forward) on
+        rejection; the workspace and its commits are left as they were.
+        """
+        self._check_url(url)
+        _check_branch(branch)
+        await self._trust_workspace(dest, url)
+        ref = f"refs/heads/{branch}"
+        await self._run(
+            ["push", "--quiet", "--porcelain", url, f"{ref}:{ref}"],
+            cwd=dest, url=url, token=token,
+        )  # fmt: skip
+        # A push to a URL updates no remote-tracking ref; keep origin/<branch> truthful.
+        sha = await self._rev_parse(dest, ref)
+        await self._run(["update-ref", f"refs/remotes/origin/{branch}", sha], cwd=dest)
+
+    # -- diffs -----------------------------------------------------------------------
+
+    async def diff_stats(self, dest: Path, base: str, head: str = "HEAD") -> DiffStats:
+        """Files changed (lines added/removed each), and the commits, of ``base..head``."""
+        numstat = await self._run(
+            ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
+             base, head, "--"],
+            cwd=dest,
+        )  # fmt: skip
+        files = []
+        for record in numstat.split("\0"):
+            if not record:
+                continue
+            added, removed, path = record.split("\t", 2)
+            binary = added == "-"
+            files.append(
+                FileStat(path, 0 if binary else int(added), 0 if binary else int(removed), binary)
+            )
+        commits = await self._run(["rev-list", "--reverse", f"{base}..{head}", "--"], cwd=dest)
+        return DiffStats(
+            base_sha=await self._rev_parse(dest, base),
+            head_sha=await self._rev_parse(dest, head),
+            commits=commits.split(),
+            files=files,
+        )
+
+    async def unified_diff(self, dest: Path, base: str, head: str = "HEAD") -> str:
+        """The unified diff of ``base..head``."""
+        return await self._run(
+            ["diff", "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv",
+             base, head, "--"],
+            cwd=dest,
+        )  # fmt: skip
+
+    # -- internals -------------------------------------------------------------------
+
+    def _check_url(self, url: str) -> None:
+        """Defence in depth behind the repoUrl policy: only plain https (http when allowed)
+        URLs without credentials ever reach git."""
+        parts = urlsplit(url)
+        schemes = ("https", "http") if self.allow_http else ("https",)
+        if parts.scheme not in schemes or not parts.hostname or "@" in parts.netloc:
+            raise GitError(f"refusing git URL {_redact_url(url)!r}: must be {'/'.join(schemes)}")
+        if any(ord(c) < 0x21 or c == "\x7f" for c in url):
+            raise GitError("refusing git URL: contains whitespace or control characters")
+
+    async def head(self, dest: Path) -> str:
+        """The commit checked out in ``dest``."""
+        return await self._rev_parse(dest, "HEAD")
+
+    async def _rev_parse(self, dest: Path, rev: str) -> str:
+        return (await self._run(["rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=dest)).strip()
+
+    async def _trust_workspace(self, dest: Path, url: str) -> None:
+        """Make the workspace's git directory safe to hand a token to: a plain directory
+        (not a link or a ``gitdir:`` file), no ``commondir`` redirect, and a config holding
+        only harmless keys plus ``origin`` = ``url``."""
+        gitdir = dest / ".git"
+        if gitdir.is_symlink() or not gitdir.is_dir():
+            raise GitError(f"{dest} is not a workspace: .git is not a directory")
+        if (gitdir / "commondir").exists():
+            raise GitError(f"{dest} is not a workspace: .git/commondir redirects its config")
+        config = gitdir / "config"
+        listing = await self._run(
+            ["config", "--file", str(config), "--no-includes", "--list", "-z"], cwd=dest
+        )
+        kept: list[tuple[str, str]] = []
+        for entry in listing.split("\0"):
+            key, _, value = entry.partition("\n")
+            if key and _SAFE_CONFIG.match(key):
+                kept.append((key, value))
+        kept.append(("remote.origin.url", url))
+        kept.append(("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"))
+        staging = gitdir / f"config.agentyard-{uuid.uuid4().hex[:8]}"
+        try:
+            staging.write_text(_config_text(kept))
+            os.replace(staging, config)
+        finally:
+            staging.unlink(missing_ok=True)
+
+    @contextlib.asynccontextmanager
+    async def _mirror_lock(self, mirror: Path) -> AsyncIterator[None]:
+        """Exclusive use of one mirror: an asyncio lock within this process, a file lock
+        across processes sharing the cache (polled, so it has a timeout and can be
+        cancelled)."""
+        loop = asyncio.get_running_loop()
+        locks = self._locks.setdefault(loop, {})
+        lock = locks.setdefault(mirror, asyncio.Lock())
+        async with lock:
+            fd = os.open(mirror.with_name(mirror.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                deadline = time.monotonic() + self.timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except OSError as exc:
+                        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                            raise
+                    if time.monotonic() > deadline:
+                        raise GitError(f"timed out waiting for the lock on mirror {mirror.name}")
+                    await asyncio.sleep(_LOCK_POLL_SECONDS)
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
+
+    def _env(self, url: str | None, token: str | None, allow_file: bool) -> dict[str, str]:
+        env = {name: os.environ[name] for name in _PASSTHROUGH_ENV if name in os.environ}
+        env.setdefault("PATH", os.defpath)
+        protocols = ["https", *(["http"] if self.allow_http else [])]
+        env.update(
+            {
+                "HOME": str(self.home),
+                "LC_ALL": "C",
+                "LANG": "C",
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "GIT_CONFIG_GLOBAL": os.devnull,
+                "GIT_TERMINAL_PROMPT": "0",
+                "GCM_INTERACTIVE": "never",
+                "GIT_ASKPASS": str(self.askpass),
+                # Overrides every config file, including a repository's own.
+                "GIT_ALLOW_PROTOCOL": "file" if allow_file else ":".join(protocols),
+                "GIT_AUTHOR_NAME": self.author_name,
+                "GIT_AUTHOR_EMAIL": self.author_email,
+                "GIT_COMMITTER_NAME": self.author_name,
+                "GIT_COMMITTER_EMAIL": self.author_email,
+            }
+        )
+        if token and url:
+            env[TOKEN_ENV] = token
+            env[HOST_ENV] = urlsplit(url).netloc
+        return env
+
+    def _argv(self, args: list[str], allow_file: bool) -> list[str]:
+        http = "always" if self.allow_http else "never"
+        return [
+            self.git,
+            "-c", "protocol.allow=never",
+            "-c", "protocol.https.allow=always",
+            "-c", f"protocol.http.allow={http}",
+            "-c", f"protocol.file.allow={'always' if allow_file else 'never'}",
+            "-c", "credential.helper=",
+            "-c", "core.hooksPath=/dev/null",
+            "-c", "core.fsmonitor=false",
+            *args,
+        ]  # fmt: skip
+
+    async def _run(
+        self,
+        args: list[str],
+        *,
+        cwd: Path,
+        url: str | None = None,
+        token: str | None = None,
+        allow_file: bool = False,
+    ) -> str:
+        """Run git in ``cwd``; its stdout, or GitError naming the subcommand."""
+        code, out, err = await self._exec(args, cwd, url, token, allow_file)
+        if code != 0:
+            raise _failure(args, code, _scrub(err, token))
+        return out
+
+    async def _probe(self, args: list[str], cwd: Path) -> bool:
+        """A yes/no question (``--quiet`` commands): exit 0 is yes, 1 is no."""
+        code, _, err = await self._exec(args, cwd, None, None, False)
+        if code not in (0, 1):
+            raise _failure(args, code, err)
+        return code == 0
+
+    async def _exec(
+        self, args: list[str], cwd: Path, url: str | None, token: str | None, allow_file: bool
+    ) -> tuple[int, str, str]:
+        """Run git; its exit code, stdout and stderr. Killed with its process group on
+        timeout (GitError) or cancellation."""
+        # An empty token means none (public repositories); a token must fit on one line of
+        # askpass output.
+        if token and (not token.isprintable() or " " in token):
+            raise GitError("the git token contains whitespace or control characters")
+        cwd = cwd.resolve()
+        env = self._env(url, token, allow_file)
+        # git must find no repository above cwd (e.g. the server's own checkout).
+        env["GIT_CEILING_DIRECTORIES"] = str(cwd.parent)
+        proc = await asyncio.create_subprocess_exec(
+            *self._argv(args, allow_file),
+            cwd=cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except BaseException as exc:
+            # Timeout or cancellation: git, its remote helper and askpass share the group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.shield(proc.wait())
+            if isinstance(exc, TimeoutError):
+                command = _subcommand(args)
+                raise GitError(
+                    f"git {command} timed out after {self.timeout:g}s", command
+                ) from None
+            raise
+        code = proc.returncode if proc.returncode is not None else -1
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def _subcommand(args: list[str]) -> str:
+    return args[2] if args[0] == "-c" else args[0]
+
+
+def _failure(args: list[str], code: int, stderr: str) -> GitError:
+    command = _subcommand(args)
+    tail = stderr.strip()[-_STDERR_TAIL:]
+    message = f"git {command} failed (exit {code})" + (f": {tail}" if tail else "")
+    return GitError(message, command, tail)
+
+
+# -- names -------------------------------------------------------------------------------
+
+
+def mirror_name(url: str) -> str:
+    """The mirror directory for ``url``: readable, and unique by a hash of the URL."""
+    key = url.strip().rstrip("/").removesuffix(".git")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    readable = _slug(key.rsplit("/", 1)[-1], 40) or "repo"
+    return f"{readable}-{digest}.git"
+
+
+def _slug(text: str, limit: int) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:limit].rstrip("-")
+
+
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)")
+
+
+def _check_branch(name: str) -> None:
+    """git's ref-name rules (``git check-ref-format --branch``), checked before the name is
+    ever an argument, so it can never be taken for an option."""
+    if (
+        not name
+        or name.startswith(("-", "/", "."))
+        or name.endswith(("/", "."))
+        or name == "@"
+        or _BAD_REF.search(name)
+    ):
+        raise GitError(f"invalid branch name {name!r}")
+
+
+# -- text --------------------------------------------------------------------------------
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _scrub(text: str, token: str | None) -> str:
+    if token:
+        text = text.replace(token, "***")
+    return _URL_CREDENTIALS.sub("***@", text)
+
+
+def _redact_url(url: str) -> str:
+    return _URL_CREDENTIALS.sub("***@", url)
+
+
+def _config_text(entries: list[tuple[str, str]]) -> str:
+    """A git config file holding ``entries`` (``section[.subsection].name``, value)."""
+    sections: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
+    for key, value in entries:
+        section, _, rest = key.partition(".")
+        middle, _, name = rest.rpartition(".")
+        sections.setdefault((section, middle or None), []).append((name, value))
+    lines: list[str] = []
+    for (section, subsection), items in sections.items():
+        if subsection is None:
+            lines.append(f"[{section}]")
+        else:
+            escaped = subsection.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'[{section} "{escaped}"]')
+        for name, value in items:
+            quoted = (
+                value.replace("\\", "\\\\")
+                .replace('"', '\\"')
+                .replace("\n", "\\n")
+                .replace("\t", "\\t")
+            )
+            lines.append(f'\t{name} = "{quoted}"')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,41 @@
+"""The DNS part of the repoUrl rules: a repository host must resolve to public addresses only
+(no loopback, private, link-local or reserved ranges) unless the operator allowed it.
+
+Resolution is a check at task creation; git resolves the name again when it connects, so
+this narrows, but cannot close, the window for a host whose DNS answer changes in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+
+from agentyard.core.errors import InvalidInput
+from agentyard.core.repo_rules import RepoUrl
+
+RESOLVE_TIMEOUT = 5.0
+
+
+async def check_resolves_publicly(repo: RepoUrl, private_hosts: list[str]) -> None:
+    """InvalidInput if the host resolves to a non-public address and is not in
+    ``private_hosts``."""
+    if repo.host in {h.lower() for h in private_hosts}:
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(repo.host, repo.port or 443, type=socket.SOCK_STREAM),
+            RESOLVE_TIMEOUT,
+        )
+    except TimeoutError:
+        raise InvalidInput(f"repoUrl host {repo.host!r} did not resolve in time") from None
+    except (OSError, UnicodeError):
+        raise InvalidInput(f"repoUrl host {repo.host!r} does not resolve") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise InvalidInput(
+                f"repoUrl host {repo.host!r} resolves to a non-public address ({address}); "
+                "allow it explicitly to use it"
+            )
