@@ -88,10 +88,13 @@ class LocalQueue:
             ):
                 return True
             task = self._active.get(run_id)
-        if task is not None:
+            control = self._controls.get(run_id)
+        if task is not None and control is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), self.cancel_wait_seconds)
+            # A task cancelled before its first step never ran the runner's own clean-up.
+            await self.runner.stop(run, control)
         else:
             # Claimed but not executing here (claimed by a process that is gone): end it.
             await self.events.finish(run_id, RunStatus.CANCELLED, error="Cancelled by user")

@@ -139,17 +139,23 @@ class ProcrastinateQueue:
 
     async def _execute(self, context: job_context.JobContext, run_id: str) -> None:
         assert self.runner is not None
-        if not await self.store.mark_running(run_id, self.worker_name):
-            return  # cancelled (or otherwise ended) while it waited
-        run = await self.store.get_run(run_id)
-        assert run is not None
 
         def cause() -> tuple[RunStatus, str] | None:
             if context.abort_reason() == job_context.AbortReason.SHUTDOWN:
                 return RunStatus.INTERRUPTED, "Worker shut down while the run was executing"
             return None
 
-        await self.runner.execute(run, RunControl(resolve=cause))
+        control = RunControl(resolve=cause)
+        if not await self.store.mark_running(run_id, self.worker_name):
+            return  # cancelled (or otherwise ended) while it waited
+        run = await self.store.get_run(run_id)
+        assert run is not None
+        try:
+            await self.runner.execute(run, control)
+        except asyncio.CancelledError:
+            # Aborted before the runner's first step: end the run here (no-op if it ended).
+            await asyncio.shield(self.runner.stop(run, control))
+            raise
 
     # -- dead workers ----------------------------------------------------------------------------
 
