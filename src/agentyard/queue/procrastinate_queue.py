@@ -146,15 +146,18 @@ class ProcrastinateQueue:
             return None
 
         control = RunControl(resolve=cause)
-        if not await self.store.mark_running(run_id, self.worker_name):
-            return  # cancelled (or otherwise ended) while it waited
-        run = await self.store.get_run(run_id)
-        assert run is not None
         try:
+            if not await self.store.mark_running(run_id, self.worker_name):
+                return  # cancelled (or otherwise ended) while it waited
+            run = await self.store.get_run(run_id)
+            assert run is not None
             await self.runner.execute(run, control)
         except asyncio.CancelledError:
-            # Aborted before the runner's first step: end the run here (no-op if it ended).
-            await asyncio.shield(self.runner.stop(run, control))
+            # Aborted before the runner's own clean-up could run: end the run here (a no-op
+            # if it has ended).
+            current = await asyncio.shield(self.store.get_run(run_id))
+            if current is not None and current.status is RunStatus.RUNNING:
+                await asyncio.shield(self.runner.stop(current, control))
             raise
 
     # -- dead workers ----------------------------------------------------------------------------
