@@ -60,6 +60,6 @@ def stream(
             if item is None:
                 yield ": keep-alive\n\n"
             elif include_deltas or item.type != ev.TEXT_DELTA:
-                yield frame(item.data, item.seq)
+                yield f"id: {item.seq}\ndata: {item.json}\n\n"
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from agentyard.core.events import Event
@@ -71,3 +73,8 @@ class StoredEvent:
     @property
     def type(self) -> str:
         return str(self.data.get("type"))
+
+    @cached_property
+    def json(self) -> str:
+        """The event as compact JSON, serialised once however many streams send it."""
+        return json.dumps(self.data, separators=(",", ":"))
