@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -17,6 +18,7 @@ from agentyard.events.bus import LocalBus
 from agentyard.events.log import EventLog
 from agentyard.store.db import create_engine, migrate
 from agentyard.store.store import Store
+from agentyard.testing.harness import ServerProcess
 
 # No test may reach a real model provider: strip their credentials from the environment.
 for _name in list(os.environ):
@@ -67,6 +69,13 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     s = Store(create_engine(database_url))
     yield s
     await s.close()
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    """An API client (the admin key) of the test module's ``server`` fixture."""
+    with server.client() as c:
+        yield c
 
 
 @pytest.fixture

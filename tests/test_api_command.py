@@ -39,12 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
-
-
 def create(client: httpx.Client, command: str, prompt: str = "hi") -> dict[str, str]:
     r = client.post("/api/v1/tasks", json={"prompt": prompt, "agent": "command", "model": command})
     assert r.status_code == 200, r.text

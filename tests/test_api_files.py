@@ -49,12 +49,6 @@ def run_id(server: ServerProcess) -> str:
         return str(body["runId"])
 
 
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
-
-
 def test_list_read_write_delete(client: httpx.Client, run_id: str) -> None:
     """Files are listed, read (text or base64), written (parents created) and deleted."""
     base = f"/api/v1/tasks/{run_id}/files"

@@ -139,12 +139,6 @@ def keyless(
     proc.stop()
 
 
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
-
-
 def create(client: httpx.Client, agent: str, prompt: str) -> dict[str, Any]:
     r = client.post("/api/v1/tasks", json={"prompt": prompt, "agent": agent})
     assert r.status_code == 200, r.text

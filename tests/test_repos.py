@@ -68,12 +68,6 @@ def server(
     proc.stop()
 
 
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as c:
-        yield c
-
-
 def create(
     client: httpx.Client, url: str, prompt: str, command: str = "write", **extra: Any
 ) -> dict[str, Any]:
