@@ -138,6 +138,8 @@ class Runner:
 
         outcome = await runtime.run(spec, emit)
         await asyncio.to_thread(kill_run_processes, run.run_id)
+        # Saved whether the agent succeeded or not: a failed run's partial work is committed
+        # (and pushed) too, so that a follow-up can build on it rather than lose it.
         try:
             outcome.git, save_error = await self._finalize(run, chat, prepared, token)
         except WorkspaceError as exc:
