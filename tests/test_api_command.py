@@ -20,6 +20,8 @@ COMMANDS = {
     "slow": {"argv": ["sh", "-c", "echo started; sleep 120 & sleep 120; echo never"]},
     "fail": {"argv": ["sh", "-c", "echo working; echo 'disk on fire' >&2; exit 3"]},
     "short-timeout": {"argv": ["sleep", "30"], "timeout_seconds": 1},
+    "env": {"argv": ["env"]},
+    "long-line": {"argv": ["python3", "-c", "print('x' * 200000, end='')"]},
 }
 
 
@@ -271,6 +273,7 @@ BAD_REQUESTS = [
     ("GET", "/api/v1/tasks?limit=abc", None, "limit"),
     ("GET", "/api/v1/tasks?page=0", None, "page"),
     ("GET", "/api/v1/tasks?status=done", None, "'status' must be one of"),
+    ("GET", "/api/v1/tasks?page=10000000000000000000", None, "page"),
 ]
 
 
@@ -369,3 +372,36 @@ def test_a_killed_server_leaves_no_ghost_runs(tmp_path: Path) -> None:
             assert replay[-1].data == last
     finally:
         second.stop()
+
+
+def test_commands_never_see_the_servers_secrets(client: httpx.Client) -> None:
+    """The server's own settings and provider keys are not in a command's environment."""
+    body = create(client, "env")
+    wait_status(client, body["runId"], {"completed"})
+    output = client.get(f"/api/v1/tasks/{body['runId']}").json()["messages"][1]["parts"][0]
+    assert "AGENTYARD_PROMPT=" in output["text"]
+    names = {line.split("=", 1)[0] for line in output["text"].splitlines()}
+    leaked = {
+        n
+        for n in names
+        if n.startswith(("ANTHROPIC_", "OPENAI_"))
+        or n in {"AGENTYARD_API_KEY", "AGENTYARD_COMMANDS", "AGENTYARD_DATA_DIR"}
+    }
+    assert leaked == set()
+
+
+def test_an_endless_line_of_output_is_delivered(client: httpx.Client) -> None:
+    """Output with no newline, longer than any read buffer, completes the run intact."""
+    body = create(client, "long-line")
+    assert wait_status(client, body["runId"], {"completed", "failed"})["status"] == "completed"
+    text = client.get(f"/api/v1/tasks/{body['runId']}").json()["messages"][1]["parts"][0]["text"]
+    assert text == "x" * 200000
+
+
+def test_resume_points_past_any_sequence_number_are_refused(client: httpx.Client) -> None:
+    """A resume point beyond the largest event id is a 400, not a broken stream."""
+    body = create(client, "slow")
+    path = f"/api/v1/tasks/{body['runId']}/logs/stream"
+    assert client.get(path, params={"after": 10**19}).status_code == 400
+    assert client.get(path, headers={"Last-Event-ID": str(2**40)}).status_code == 400
+    client.patch(f"/api/v1/tasks/{body['runId']}", json={"action": "cancel"})

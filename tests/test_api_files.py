@@ -151,4 +151,8 @@ def test_listing_outside_and_deleting_the_root_are_refused(
     assert client.get(f"{base}/download", params={"path": "escape"}).status_code == 400
     assert client.get(base, params={"path": "a\x00b"}).status_code == 400
     assert client.delete(f"{base}/%2e").status_code == 400
+    long = "a" * 300
+    assert client.get(base, params={"path": long}).status_code in (400, 404)
+    assert client.put(f"{base}/{long}", json={"content": "x"}).status_code == 400
+    assert client.delete(f"{base}/{long}").status_code in (400, 404)
     assert client.get(base).status_code == 200

@@ -20,7 +20,7 @@ def test_terminal_statuses_have_no_way_out() -> None:
     for target in RunStatus:
         assert not (allowed_sources(target) & TERMINAL)
     assert allowed_sources(RunStatus.RUNNING) == {RunStatus.QUEUED}
-    assert allowed_sources(RunStatus.INTERRUPTED) == {RunStatus.RUNNING}
+    assert allowed_sources(RunStatus.INTERRUPTED) == {RunStatus.QUEUED, RunStatus.RUNNING}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from agentyard.core import events as ev
 from agentyard.core import ids
 from agentyard.core.clock import utcnow
@@ -168,3 +170,44 @@ def test_the_migrations_build_exactly_the_declared_schema(database_url: str) -> 
     finally:
         engine.dispose()
     assert diff == []
+
+
+async def test_a_chats_runs_never_execute_at_once(store: Store) -> None:
+    """A queued run waits while another run of its chat is running (they share a workspace)."""
+    first = await make_run(store)
+    now = utcnow()
+    follow = Run(
+        run_id=ids.new_run_id(),
+        chat_id=first.chat_id,
+        user_id=first.user_id,
+        agent="claude",
+        model=None,
+        prompt="again",
+        status=RunStatus.QUEUED,
+        user_message_id=ids.new_message_id(),
+        assistant_message_id=ids.new_message_id(),
+        created_at=now,
+    )
+    await store.create_run(
+        follow, Message(follow.user_message_id, first.chat_id, follow.run_id, "user", [], now)
+    )
+    claimed = await store.claim_next("w1")
+    assert claimed is not None and claimed.run_id == first.run_id
+    assert await store.claim_next("w2") is None
+    await store.finish_run(
+        first.run_id, RunStatus.COMPLETED, events=[ev.finish(first.run_id, "completed")]
+    )
+    again = await store.claim_next("w2")
+    assert again is not None and again.run_id == follow.run_id
+
+
+async def test_nothing_is_appended_after_finish(store: Store, event_log: EventLog) -> None:
+    """Once a run has ended, appending to it raises RunEnded: finish stays the last event."""
+    from agentyard.store.store import RunEnded
+
+    run = await make_run(store)
+    await store.claim_next("w")
+    await event_log.finish(run.run_id, RunStatus.CANCELLED)
+    with pytest.raises(RunEnded):
+        await event_log.append(run.run_id, *ev.text("late", "too late"))
+    assert [e.type for e in await event_log.read(run.run_id)] == ["finish"]

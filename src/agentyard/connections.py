@@ -28,6 +28,8 @@ class GitConnections:
         token = token.strip()
         if not token:
             raise InvalidInput("'githubToken' is required")
+        if not (token.isascii() and token.isprintable()) or " " in token:
+            raise InvalidInput("'githubToken' must be printable ASCII without spaces")
         try:
             profile = await self.github.user(token)
         except GitHubError as exc:

@@ -86,15 +86,15 @@ class Groups:
         chat = await self.service.chat_of(winner)
         if pull_request and not (winner.git or {}).get("pushed"):
             raise InvalidInput(f"run {run_id} pushed no branch to open a pull request from")
+        token = await self.git.token(user_id) if pull_request else None
+        if pull_request and token is None:
+            raise InvalidInput("no GitHub token stored to open the pull request with")
         if view.record.get("selected_run_id") is not None or not await self.store.select_winner(
             group_id, run_id
         ):
             raise Conflict(f"group {group_id} already has a winner")
         await self.cancel_active(view, except_run=run_id)
-        if pull_request:
-            token = await self.git.token(user_id)
-            if token is None:
-                raise InvalidInput("no GitHub token stored to open the pull request with")
+        if token is not None:
             result = await self.git.open_pull_request(winner, chat, token)
             await self.store.update_group(
                 group_id,

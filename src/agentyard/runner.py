@@ -18,7 +18,7 @@ from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.runtimes.base import RUN_MARKER_ENV, AgentRuntime, RunOutcome, RunSpec
 from agentyard.runtimes.processes import kill_run_processes
-from agentyard.store.store import Store
+from agentyard.store.store import RunEnded, Store
 from agentyard.workspace.workspaces import Prepared, WorkspaceError, Workspaces
 
 log = structlog.get_logger(__name__)
@@ -35,6 +35,10 @@ class RunControl:
 
     def interrupt(self, reason: str) -> None:
         self.status = RunStatus.INTERRUPTED
+        self.reason = reason
+
+    def fail(self, reason: str) -> None:
+        self.status = RunStatus.FAILED
         self.reason = reason
 
     def outcome(self) -> tuple[RunStatus, str]:
@@ -72,9 +76,14 @@ class Runner:
         control = control or RunControl()
         bound = log.bind(run_id=run.run_id, chat_id=run.chat_id, agent=run.agent)
         started = run.started_at or utcnow()
-        await self.events.append(run.run_id, ev.start(run.run_id, iso(started) or ""))
         try:
+            await self.events.append(run.run_id, ev.start(run.run_id, iso(started) or ""))
             outcome = await self._run_agent(run)
+        except RunEnded:
+            # Ended elsewhere (cancelled, or declared dead) while executing here: stop.
+            await asyncio.to_thread(kill_run_processes, run.run_id)
+            bound.info("run ended elsewhere; stopped")
+            return (await self._status(run.run_id)) or RunStatus.CANCELLED
         except asyncio.CancelledError:
             # Shielded: a second cancel must not leave the run without its terminal status.
             await asyncio.shield(self.stop(run, control))
@@ -138,6 +147,9 @@ class Runner:
 
         outcome = await runtime.run(spec, emit)
         await asyncio.to_thread(kill_run_processes, run.run_id)
+        status = await self._status(run.run_id)
+        if status is None or status.terminal:
+            raise RunEnded(run.run_id)  # e.g. cancelled: its work is neither saved nor pushed
         # Saved whether the agent succeeded or not: a failed run's partial work is committed
         # (and pushed) too, so that a follow-up can build on it rather than lose it.
         try:
@@ -167,6 +179,10 @@ class Runner:
                 assert token is not None
                 stats.update(await self.pull_requests(run, chat, token))
         return stats, None
+
+    async def _status(self, run_id: str) -> RunStatus | None:
+        current = await self.store.get_run(run_id)
+        return None if current is None else current.status
 
     async def stop(self, run: Run, control: RunControl) -> None:
         """Kill what the run started and end it as ``control`` says (no-op if it has ended)."""

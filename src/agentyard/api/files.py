@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,6 +18,16 @@ from agentyard.core.errors import InvalidInput, NotFound
 from agentyard.workspace import files
 
 router = APIRouter(prefix="/api/v1/tasks/{run_id}/files")
+
+T = TypeVar("T")
+
+
+async def _fs(call: Callable[..., T], *args: Any) -> T:
+    """File work off the event loop (runs and streams go on); an OS refusal is a 400."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except OSError as exc:
+        raise InvalidInput(f"cannot do that in the workspace: {exc.strerror or exc}") from None
 
 
 async def _root(request: Request, user: str, run_id: str) -> Path:
@@ -36,7 +48,8 @@ async def list_files(
     user: str = Depends(current_user),
 ) -> dict[str, Any]:
     root = await _root(request, user, run_id)
-    return {"files": files.list_files(root, path, recursive), "path": path, "recursive": recursive}
+    listing = await _fs(files.list_files, root, path, recursive)
+    return {"files": listing, "path": path, "recursive": recursive}
 
 
 @router.get("/download")
@@ -48,7 +61,7 @@ async def download(
     user: str = Depends(current_user),
 ) -> Response:
     root = await _root(request, user, run_id)
-    data = files.archive(root, path, format)
+    data = await _fs(files.archive, root, path, format)
     ext, mime = ("zip", "application/zip") if format == "zip" else ("tar.gz", "application/gzip")
     return Response(
         data,
@@ -81,7 +94,7 @@ async def upload(run_id: str, request: Request, user: str = Depends(current_user
 async def read_file(
     run_id: str, path: str, request: Request, user: str = Depends(current_user)
 ) -> dict[str, Any]:
-    return files.read_file(await _root(request, user, run_id), path)
+    return await _fs(files.read_file, await _root(request, user, run_id), path)
 
 
 @router.put("/{path:path}")
@@ -103,11 +116,11 @@ async def write_file(
             raise InvalidInput("'content' is not valid base64") from None
     else:
         raise InvalidInput("'encoding' must be text or base64")
-    return files.write_file(root, path, raw)
+    return await _fs(files.write_file, root, path, raw)
 
 
 @router.delete("/{path:path}")
 async def delete_file(
     run_id: str, path: str, request: Request, user: str = Depends(current_user)
 ) -> dict[str, Any]:
-    return files.delete_path(await _root(request, user, run_id), path)
+    return await _fs(files.delete_path, await _root(request, user, run_id), path)

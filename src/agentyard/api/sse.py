@@ -17,11 +17,14 @@ from agentyard.service import Service
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
+MAX_SEQ = 2**31 - 1
+
+
 def resume_point(request: Request, after: int | None) -> int:
     """Where a stream starts: ``?after=N`` or the ``Last-Event-ID`` header, else 0."""
     if after is not None:
-        if after < 0:
-            raise InvalidInput("'after' must be >= 0")
+        if not 0 <= after <= MAX_SEQ:
+            raise InvalidInput(f"'after' must be between 0 and {MAX_SEQ}")
         return after
     header = request.headers.get("last-event-id")
     if header is None or not header.strip():
@@ -30,8 +33,8 @@ def resume_point(request: Request, after: int | None) -> int:
         value = int(header.strip())
     except ValueError:
         raise InvalidInput("Last-Event-ID must be an integer event id") from None
-    if value < 0:
-        raise InvalidInput("Last-Event-ID must be >= 0")
+    if not 0 <= value <= MAX_SEQ:
+        raise InvalidInput(f"Last-Event-ID must be between 0 and {MAX_SEQ}")
     return value
 
 

@@ -102,7 +102,7 @@ def _agent_choices(data: dict[str, Any]) -> list[AgentChoice]:
 @router.get("")
 async def list_tasks(
     request: Request,
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=1_000_000),
     limit: int = Query(20, ge=1, le=100),
     status: str | None = None,
     user: str = Depends(current_user),

@@ -25,7 +25,10 @@ ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
 
 # A terminal status never changes: the only edges leave queued or running.
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED}),
+    # A queued run can be interrupted too: its worker died between taking it and starting it.
+    RunStatus.QUEUED: frozenset(
+        {RunStatus.RUNNING, RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.INTERRUPTED}
+    ),
     RunStatus.RUNNING: TERMINAL,
 }
 

@@ -7,7 +7,7 @@ resume from any ``seq`` and always see the table's order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from agentyard.core import events as ev
@@ -40,6 +40,7 @@ class EventLog:
         error: str | None = None,
         status_detail: str | None = None,
         assistant_parts: list[dict[str, Any]] | None = None,
+        sources: Iterable[RunStatus] | None = None,
         **values: Any,
     ) -> bool:
         """End the run (status + ``error`` event if any + ``finish``) unless it already ended."""
@@ -54,6 +55,7 @@ class EventLog:
             status_detail=status_detail,
             events=final,
             assistant_parts=assistant_parts,
+            sources=sources,
             **values,
         )
         if stored is None:
@@ -77,7 +79,8 @@ class EventLog:
         last = after_seq
         try:
             while True:
-                # Catch up from the table.
+                # Catch up from the table; a wake-up arriving meanwhile marks it stale again.
+                sub.stale = False
                 while True:
                     page = await self.store.read_events(run_id, last, _PAGE)
                     for item in page:
@@ -87,7 +90,6 @@ class EventLog:
                             return
                     if len(page) < _PAGE:
                         break
-                sub.stale = False
                 # Then take live events from the buffer while they follow on without a gap.
                 while not sub.stale:
                     while sub.buffer and not sub.stale:

@@ -126,6 +126,11 @@ class LocalQueue:
                 if task.cancelled():
                     # Cancelled before its first step: the runner never got to end it.
                     await self.runner.stop(run, control)
+                elif task.exception() is not None:
+                    # The runner itself failed (e.g. the database): the run must still end.
+                    log.error("run task failed", run_id=run.run_id, error=str(task.exception()))
+                    control.fail(f"internal error: {task.exception()}")
+                    await self.runner.stop(run, control)
             except asyncio.CancelledError:
                 task.cancel()
                 with contextlib.suppress(BaseException):

@@ -128,7 +128,11 @@ class ProcrastinateQueue:
             if job_id is not None:
                 await self.app.job_manager.cancel_job_by_id_async(job_id)
             if await self.events.finish(
-                run_id, RunStatus.CANCELLED, error="Cancelled by user", assistant_parts=[]
+                run_id,
+                RunStatus.CANCELLED,
+                error="Cancelled by user",
+                assistant_parts=[],
+                sources=[RunStatus.QUEUED],  # if a worker took it meanwhile, abort it instead
             ):
                 return True
         if job_id is not None:
@@ -152,9 +156,11 @@ class ProcrastinateQueue:
             run = await self.store.get_run(run_id)
             assert run is not None
             await self.runner.execute(run, control)
-        except asyncio.CancelledError:
-            # Aborted before the runner's own clean-up could run: end the run here (a no-op
-            # if it has ended).
+        except BaseException as exc:
+            # Aborted, or failed, before the runner's own clean-up could run: end the run here
+            # (a no-op if it has ended).
+            if not isinstance(exc, asyncio.CancelledError):
+                control.fail(f"internal error: {exc}")
             current = await asyncio.shield(self.store.get_run(run_id))
             if current is not None and current.status is RunStatus.RUNNING:
                 await asyncio.shield(self.runner.stop(current, control))

@@ -24,7 +24,10 @@ from agentyard.core.errors import InvalidInput
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
 
 _STDERR_TAIL = 20
-_SECRET_ENV = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "AGENTYARD_API_KEY", "AGENTYARD_SECRET_KEY")
+# The server's own configuration and provider credentials never reach a command.
+_PRIVATE_PREFIXES = ("AGENTYARD_", "ANTHROPIC_", "OPENAI_", "CODEX_", "CLAUDE_")
+_CHUNK = 65536
+_LINE_MAX = 1_048_576
 
 
 class CommandSpec(BaseModel):
@@ -65,7 +68,7 @@ class CommandRuntime:
         if command is None:
             return RunOutcome(ok=False, error=f"unknown command {name!r}")
         argv = [arg.replace("{prompt}", spec.prompt) for arg in command.argv]
-        env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
         env.update(command.env)
         env.update(spec.env)
         env["AGENTYARD_PROMPT"] = spec.prompt
@@ -120,18 +123,31 @@ class CommandRuntime:
 async def _pump(
     stream: asyncio.StreamReader, block_id: str, emit: Emit, tail: deque[str] | None
 ) -> None:
+    """Each output line as a text delta. Read in chunks: a line longer than a chunk (or
+    with no newline at all) is still delivered, in pieces of at most ``_LINE_MAX``."""
     opened = False
+    pending = b""
     while True:
-        line = await stream.readline()
-        if not line:
+        chunk = await stream.read(_CHUNK)
+        if chunk:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            pieces = [line + b"\n" for line in lines]
+            if len(pending) > _LINE_MAX:
+                pieces.append(pending)
+                pending = b""
+        else:
+            pieces = [pending] if pending else []
+        for raw in pieces:
+            text = raw.decode(errors="replace")
+            if tail is not None:
+                tail.append(text.rstrip("\n"))
+            if not opened:
+                await emit({"type": ev.TEXT_START, "id": block_id})
+                opened = True
+            await emit({"type": ev.TEXT_DELTA, "id": block_id, "delta": text})
+        if not chunk:
             break
-        text = line.decode(errors="replace")
-        if tail is not None:
-            tail.append(text.rstrip("\n"))
-        if not opened:
-            await emit({"type": ev.TEXT_START, "id": block_id})
-            opened = True
-        await emit({"type": ev.TEXT_DELTA, "id": block_id, "delta": text})
     if opened:
         await emit({"type": ev.TEXT_END, "id": block_id})
 

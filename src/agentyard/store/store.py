@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from agentyard.core.clock import utcnow
 from agentyard.core.events import Event
 from agentyard.core.models import Chat, Message, Run, StoredEvent
-from agentyard.core.status import RunStatus, allowed_sources
+from agentyard.core.status import ACTIVE, RunStatus, allowed_sources
 from agentyard.store import tables as t
 
 InTransaction = Callable[[AsyncConnection, Run], Awaitable[None]]
@@ -41,6 +41,10 @@ def _run_values(run: Run) -> dict[str, Any]:
     values = {k: v for k, v in vars(run).items() if k in _RUN_FIELDS}
     values["status"] = run.status.value
     return values
+
+
+class RunEnded(Exception):
+    """The run has ended: nothing more may be appended to its events."""
 
 
 class Store:
@@ -243,9 +247,15 @@ class Store:
         )
         # Fair: the user with the fewest runs executing goes first, then the oldest run, so a
         # 5-agent group or a burst from one user never starves another user's task.
+        same_chat = t.runs.alias("same_chat")
+        chat_busy = sa.exists().where(
+            same_chat.c.chat_id == t.runs.c.chat_id,
+            same_chat.c.status == RunStatus.RUNNING.value,
+        )
+        # A chat's runs share its workspace: never two of them at once.
         oldest = (
             sa.select(t.runs.c.run_id)
-            .where(t.runs.c.status == RunStatus.QUEUED.value)
+            .where(t.runs.c.status == RunStatus.QUEUED.value, ~chat_busy)
             .order_by(running_of_user, t.runs.c.created_at, t.runs.c.run_id)
             .limit(1)
             .scalar_subquery()
@@ -280,14 +290,19 @@ class Store:
             )
 
     async def _transition(
-        self, conn: AsyncConnection, run_id: str, target: RunStatus, **values: Any
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        target: RunStatus,
+        sources: Iterable[RunStatus] | None = None,
+        **values: Any,
     ) -> bool:
+        allowed = allowed_sources(target)
+        if sources is not None:
+            allowed = allowed & frozenset(sources)
         result = await conn.execute(
             t.runs.update()
-            .where(
-                t.runs.c.run_id == run_id,
-                t.runs.c.status.in_([s.value for s in allowed_sources(target)]),
-            )
+            .where(t.runs.c.run_id == run_id, t.runs.c.status.in_([s.value for s in allowed]))
             .values(status=target.value, **values)
         )
         return bool(result.rowcount)
@@ -301,6 +316,7 @@ class Store:
         status_detail: str | None = None,
         events: Iterable[Event] = (),
         assistant_parts: list[dict[str, Any]] | None = None,
+        sources: Iterable[RunStatus] | None = None,
         **values: Any,
     ) -> list[StoredEvent] | None:
         """End a run in a terminal status and append its last events, atomically.
@@ -314,6 +330,7 @@ class Store:
                 conn,
                 run_id,
                 status,
+                sources,
                 error=error,
                 status_detail=status_detail,
                 completed_at=utcnow(),
@@ -321,7 +338,7 @@ class Store:
             )
             if not ok:
                 return None
-            stored = await self._append(conn, run_id, list(events))
+            stored = await self._append(conn, run_id, list(events), ended=True)
             if assistant_parts is not None:
                 await conn.execute(
                     t.messages.update()
@@ -355,18 +372,24 @@ class Store:
             return await self._append(conn, run_id, events)
 
     async def _append(
-        self, conn: AsyncConnection, run_id: str, events: Sequence[Event]
+        self, conn: AsyncConnection, run_id: str, events: Sequence[Event], ended: bool = False
     ) -> list[StoredEvent]:
+        """Append after the run's last event. Only ``finish_run`` (``ended``) may append to a
+        run in a terminal status: ``finish`` is always the last event."""
         if not events:
             return []
+        query = t.runs.update().where(t.runs.c.run_id == run_id)
+        if not ended:
+            query = query.where(t.runs.c.status.in_([s.value for s in ACTIVE]))
         last = (
             await conn.execute(
-                t.runs.update()
-                .where(t.runs.c.run_id == run_id)
-                .values(event_seq=t.runs.c.event_seq + len(events))
-                .returning(t.runs.c.event_seq)
+                query.values(event_seq=t.runs.c.event_seq + len(events)).returning(
+                    t.runs.c.event_seq
+                )
             )
-        ).scalar_one()
+        ).scalar_one_or_none()
+        if last is None:
+            raise RunEnded(f"run {run_id} has ended")
         first = int(last) - len(events) + 1
         now = utcnow()
         stored = [
