@@ -405,3 +405,17 @@ def test_resume_points_past_any_sequence_number_are_refused(client: httpx.Client
     assert client.get(path, params={"after": 10**19}).status_code == 400
     assert client.get(path, headers={"Last-Event-ID": str(2**40)}).status_code == 400
     client.patch(f"/api/v1/tasks/{body['runId']}", json={"action": "cancel"})
+
+
+def test_concurrent_follow_ups_one_wins(client: httpx.Client) -> None:
+    """Of several follow-ups sent at once on an ended run, one makes a run, the rest get 409."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = create(client, "echo")
+    wait_status(client, body["runId"], {"completed"})
+    path = f"/api/v1/tasks/{body['runId']}/continue"
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(
+            pool.map(lambda _: client.post(path, json={"prompt": "again"}).status_code, range(4))
+        )
+    assert codes == [200, 409, 409, 409]

@@ -165,9 +165,10 @@ class Service:
         run = self._new_run(
             user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id
         )
-        await self.store.create_run(
-            run, self._user_message(run), on_insert=self.queue.in_transaction
-        )
+        if not await self.store.continue_chat(
+            run, self._user_message(run), latest.run_id, on_insert=self.queue.in_transaction
+        ):
+            raise Conflict("the chat has a newer run than this one; continue from the latest")
         await self.queue.enqueued(run.run_id)
         return run
 

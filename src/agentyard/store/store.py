@@ -109,6 +109,36 @@ class Store:
         async with self.transaction() as conn:
             await self._insert_run(conn, run, user_message, new_chat, on_insert)
 
+    async def continue_chat(
+        self,
+        run: Run,
+        user_message: Message,
+        after_run_id: str,
+        on_insert: InTransaction | None = None,
+    ) -> bool:
+        """Insert a follow-up run if the chat's latest run is still ``after_run_id`` and has
+        ended; False otherwise. Atomic: of two concurrent follow-ups, one wins."""
+        async with self.transaction() as conn:
+            # Lock the chat first (a row lock on PostgreSQL, the write lock on SQLite), so the
+            # check below and the insert see no concurrent follow-up.
+            await conn.execute(
+                t.chats.update()
+                .where(t.chats.c.chat_id == run.chat_id)
+                .values(chat_id=t.chats.c.chat_id)
+            )
+            latest = (
+                await conn.execute(
+                    sa.select(t.runs.c.run_id, t.runs.c.status)
+                    .where(t.runs.c.chat_id == run.chat_id)
+                    .order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc())
+                    .limit(1)
+                )
+            ).first()
+            if latest is None or latest.run_id != after_run_id or latest.status in ACTIVE:
+                return False
+            await self._insert_run(conn, run, user_message, None, on_insert)
+            return True
+
     async def create_group_runs(
         self,
         group_id: str,
