@@ -26,26 +26,6 @@ RESULT = "result"
 ERROR = "error"
 FINISH = "finish"
 
-TYPES = frozenset(
-    {
-        START,
-        TEXT_START,
-        TEXT_DELTA,
-        TEXT_END,
-        REASONING_START,
-        REASONING_DELTA,
-        REASONING_END,
-        TOOL_CALL_START,
-        TOOL_INPUT_AVAILABLE,
-        TOOL_OUTPUT_AVAILABLE,
-        FILES,
-        SESSION_INIT,
-        RESULT,
-        ERROR,
-        FINISH,
-    }
-)
-
 
 def start(run_id: str, started_at: str) -> Event:
     return {"type": START, "runId": run_id, "startedAt": started_at}

@@ -57,6 +57,3 @@ class LocalBus:
         for subs in self._subs.values():
             for sub in subs:
                 sub.push(None)
-
-    def subscriber_count(self, run_id: str) -> int:
-        return len(self._subs.get(run_id, ()))

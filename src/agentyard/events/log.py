@@ -7,7 +7,7 @@ resume from any ``seq`` and always see the table's order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from agentyard.core import events as ev
@@ -24,8 +24,6 @@ class EventLog:
     def __init__(self, store: Store, bus: LocalBus) -> None:
         self.store = store
         self.bus = bus
-        self.on_append: list[Callable[[str, list[StoredEvent]], None]] = []
-        """Hooks run after each commit (the PostgreSQL notifier uses one)."""
 
     async def append(self, run_id: str, *events: Event) -> list[StoredEvent]:
         stored = await self.store.append_events(run_id, list(events))
@@ -65,8 +63,6 @@ class EventLog:
 
     def _published(self, run_id: str, stored: list[StoredEvent]) -> None:
         self.bus.publish(run_id, stored)
-        for hook in self.on_append:
-            hook(run_id, stored)
 
     async def read(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
         return await self.store.read_events(run_id, after_seq)

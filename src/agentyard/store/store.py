@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -376,24 +375,6 @@ class Store:
                     .values(parts=assistant_parts, created_at=utcnow())
                 )
             return stored
-
-    async def heartbeat(self, run_ids: Sequence[str], worker_id: str) -> None:
-        if not run_ids:
-            return
-        async with self.transaction() as conn:
-            await conn.execute(
-                t.runs.update()
-                .where(t.runs.c.run_id.in_(run_ids), t.runs.c.worker_id == worker_id)
-                .values(heartbeat_at=utcnow())
-            )
-
-    async def stale_running_runs(self, older_than: datetime) -> list[Run]:
-        query = t.runs.select().where(
-            t.runs.c.status == RunStatus.RUNNING.value,
-            sa.or_(t.runs.c.heartbeat_at.is_(None), t.runs.c.heartbeat_at < older_than),
-        )
-        async with self.engine.connect() as conn:
-            return [_run(r) for r in (await conn.execute(query)).all()]
 
     # -- events ---------------------------------------------------------------------------------
 

@@ -229,6 +229,13 @@ def openai_response(
     }
 
 
+_STREAMED_CALLS = {
+    "function_call": ("arguments", "function_call_arguments"),
+    "custom_tool_call": ("input", "custom_tool_call_input"),
+}
+"""Tool-call item type -> (its payload field, the event-name prefix that streams it)."""
+
+
 def openai_stream(response: Mapping[str, Any]) -> SSE:
     """The SSE events that stream ``response``."""
     events: SSE = []
@@ -249,24 +256,17 @@ def openai_stream(response: Mapping[str, Any]) -> SSE:
                 add("response.output_text.delta", **where, delta=part["text"])
                 add("response.output_text.done", **where, text=part["text"])
                 add("response.content_part.done", **where, part=part)
-        elif kind == "function_call":
+        elif kind in _STREAMED_CALLS:
+            # A tool call's payload streams as one delta, then its done event.
+            field, prefix = _STREAMED_CALLS[kind]
             add(
                 "response.output_item.added",
                 output_index=index,
-                item={**item, "arguments": "", "status": "in_progress"},
+                item={**item, field: "", "status": "in_progress"},
             )
             where = {"item_id": item["id"], "output_index": index}
-            add("response.function_call_arguments.delta", **where, delta=item["arguments"])
-            add("response.function_call_arguments.done", **where, arguments=item["arguments"])
-        elif kind == "custom_tool_call":
-            add(
-                "response.output_item.added",
-                output_index=index,
-                item={**item, "input": "", "status": "in_progress"},
-            )
-            where = {"item_id": item["id"], "output_index": index}
-            add("response.custom_tool_call_input.delta", **where, delta=item["input"])
-            add("response.custom_tool_call_input.done", **where, input=item["input"])
+            add(f"response.{prefix}.delta", **where, delta=item[field])
+            add(f"response.{prefix}.done", **where, **{field: item[field]})
         else:
             add("response.output_item.added", output_index=index, item=item)
         add("response.output_item.done", output_index=index, item=item)
