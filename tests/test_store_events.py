@@ -138,13 +138,16 @@ async def test_follow_sends_keepalive_ticks_while_idle(store: Store, event_log: 
 
 
 async def test_finish_stores_the_assistant_message(store: Store, event_log: EventLog) -> None:
-    """A run's assistant message gets its parts when the run ends."""
+    """When a run ends, its assistant message is folded from the events it emitted."""
     run = await make_run(store)
     await store.claim_next("w")
-    parts = [{"type": "text", "text": "done"}]
-    await event_log.finish(run.run_id, RunStatus.COMPLETED, assistant_parts=parts)
+    await event_log.append(run.run_id, *ev.text("t1", "done"))
+    await event_log.finish(run.run_id, RunStatus.COMPLETED)
     messages = await store.list_messages(run.chat_id)
-    assert [(m.role, m.parts) for m in messages] == [("user", []), ("assistant", parts)]
+    assert [(m.role, m.parts) for m in messages] == [
+        ("user", []),
+        ("assistant", [{"type": "text", "text": "done"}]),
+    ]
 
 
 def test_the_migrations_build_exactly_the_declared_schema(database_url: str) -> None:

@@ -6,7 +6,6 @@ import asyncio
 
 import structlog
 
-from agentyard.core import events as ev
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.runtimes.processes import kill_run_processes
@@ -21,13 +20,8 @@ async def interrupt_orphans(store: Store, events: EventLog, reason: str) -> int:
     for run in await store.runs_with_status(RunStatus.RUNNING):
         # The dead server's agent processes may have outlived it.
         await asyncio.to_thread(kill_run_processes, run.run_id)
-        parts = ev.message_parts([s.data for s in await store.read_events(run.run_id)])
         if await events.finish(
-            run.run_id,
-            RunStatus.INTERRUPTED,
-            error=reason,
-            status_detail=reason,
-            assistant_parts=parts,
+            run.run_id, RunStatus.INTERRUPTED, error=reason, status_detail=reason
         ):
             count += 1
             log.warning("run interrupted", run_id=run.run_id, reason=reason)

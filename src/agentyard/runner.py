@@ -200,6 +200,4 @@ class Runner:
                 values["git"] = outcome.git
             if outcome.session_id:
                 values["session_id"] = outcome.session_id
-        stored = await self.store.read_events(run.run_id)
-        parts = ev.message_parts([s.data for s in stored])
-        await self.events.finish(run.run_id, status, error=error, assistant_parts=parts, **values)
+        await self.events.finish(run.run_id, status, error=error, **values)

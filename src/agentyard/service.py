@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentyard.core import events as ev
 from agentyard.core import ids
 from agentyard.core.clock import utcnow
 from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -214,8 +213,7 @@ class Service:
                     else await self.store.get_run(message.run_id)
                 )
                 if owner is not None and not owner.status.terminal:
-                    stored = await self.events.read(owner.run_id)
-                    message.parts = ev.message_parts([s.data for s in stored])
+                    message.parts = await self.events.assistant_parts(owner.run_id)
         return TaskView(run=run, chat=chat, messages=messages)
 
     async def list_tasks(

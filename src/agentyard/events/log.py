@@ -37,11 +37,11 @@ class EventLog:
         *,
         error: str | None = None,
         status_detail: str | None = None,
-        assistant_parts: list[dict[str, Any]] | None = None,
         sources: Iterable[RunStatus] | None = None,
         **values: Any,
     ) -> bool:
-        """End the run (status + ``error`` event if any + ``finish``) unless it already ended."""
+        """End the run (status + ``error`` event if any + ``finish``) unless it already ended;
+        its assistant message is folded from its events at the same time."""
         final: list[Event] = []
         if error and status is not RunStatus.CANCELLED:
             final.append(ev.error(error))
@@ -52,7 +52,7 @@ class EventLog:
             error=error,
             status_detail=status_detail,
             events=final,
-            assistant_parts=assistant_parts,
+            assistant_parts=await self.assistant_parts(run_id),
             sources=sources,
             **values,
         )
@@ -63,6 +63,10 @@ class EventLog:
 
     def _published(self, run_id: str, stored: list[StoredEvent]) -> None:
         self.bus.publish(run_id, stored)
+
+    async def assistant_parts(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's assistant message so far, folded from its events."""
+        return ev.message_parts([s.data for s in await self.store.read_events(run_id)])
 
     async def read(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
         return await self.store.read_events(run_id, after_seq)

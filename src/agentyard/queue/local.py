@@ -84,7 +84,7 @@ class LocalQueue:
             if run is None or run.status.terminal:
                 return False
             if run.status is RunStatus.QUEUED and await self.events.finish(
-                run_id, RunStatus.CANCELLED, error="Cancelled by user", assistant_parts=[]
+                run_id, RunStatus.CANCELLED, error="Cancelled by user"
             ):
                 return True
             task = self._active.get(run_id)

@@ -21,7 +21,6 @@ from procrastinate import job_context
 from procrastinate.jobs import Status
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentyard.core import events as ev
 from agentyard.core.models import Run
 from agentyard.core.status import RunStatus
 from agentyard.events.bus import LocalBus
@@ -131,7 +130,6 @@ class ProcrastinateQueue:
                 run_id,
                 RunStatus.CANCELLED,
                 error="Cancelled by user",
-                assistant_parts=[],
                 sources=[RunStatus.QUEUED],  # if a worker took it meanwhile, abort it instead
             ):
                 return True
@@ -186,13 +184,8 @@ class ProcrastinateQueue:
         ):
             run_id = str(job.task_kwargs.get("run_id"))
             reason = "The worker executing the run stopped heartbeating (presumed dead)"
-            stored = await self.store.read_events(run_id)
             if await self.events.finish(
-                run_id,
-                RunStatus.INTERRUPTED,
-                error=reason,
-                status_detail=reason,
-                assistant_parts=ev.message_parts([s.data for s in stored]),
+                run_id, RunStatus.INTERRUPTED, error=reason, status_detail=reason
             ):
                 count += 1
                 log.warning("run interrupted", run_id=run_id, reason=reason)
