@@ -242,3 +242,50 @@ def test_archive_refusals(root: Path) -> None:
         files.archive(root, "escape", "zip")
     with pytest.raises(NotFound):
         files.archive(root, "missing", "zip")
+
+
+@pytest.fixture
+def hardlinked(root: Path, outside: Path) -> Path:
+    """The agent's ``ln ../outside/secret.txt`` (a hard link: no symlink to see through),
+    also reached through a symlink inside the root."""
+    os.link(outside / "secret.txt", root / "src" / "innocent.txt")
+    (root / "via-symlink").symlink_to("src/innocent.txt")
+    return root / "src" / "innocent.txt"
+
+
+def test_hard_links_are_never_read(root: Path, hardlinked: Path) -> None:
+    """Reading a hard link (st_nlink > 1) is refused like a symlink out of the root,
+    directly or through an inner symlink; a file with one link reads as usual."""
+    assert hardlinked.stat().st_nlink == 2
+    for path in ("src/innocent.txt", "via-symlink"):
+        with pytest.raises(InvalidInput, match="hard link"):
+            files.read_file(root, path)
+    assert files.read_file(root, "src/main.py")["content"] == "print('hi')\n"
+
+
+def test_hard_links_are_never_written_through(root: Path, outside: Path, hardlinked: Path) -> None:
+    """Writing to a hard link is refused and changes neither it nor the file outside."""
+    with pytest.raises(InvalidInput, match="hard link"):
+        files.write_file(root, "src/innocent.txt", b"pwned")
+    assert (outside / "secret.txt").read_text() == "top secret"
+
+
+def test_hard_links_are_left_out_of_archives(root: Path, hardlinked: Path) -> None:
+    """Neither a zip nor a tar holds a hard link's content (nor an entry for it); the
+    other files are all there."""
+    with zipfile.ZipFile(io.BytesIO(files.archive(root, "", "zip"))) as zf:
+        names = set(zf.namelist())
+        contents = b"".join(zf.read(n) for n in names if not n.endswith("/"))
+        assert zf.read("src/main.py") == b"print('hi')\n"
+    assert "src/innocent.txt" not in names and "via-symlink" not in names
+    assert b"top secret" not in contents
+
+    with tarfile.open(fileobj=io.BytesIO(files.archive(root, "src", "tar")), mode="r:gz") as tf:
+        members = {m.name: m for m in tf.getmembers()}
+        assert "innocent.txt" not in members and members["main.py"].isreg()
+        for member in members.values():
+            data = tf.extractfile(member) if member.isreg() else None
+            assert data is None or b"top secret" not in data.read()
+    with tarfile.open(fileobj=io.BytesIO(files.archive(root, "", "tar")), mode="r:gz") as tf:
+        assert tf.getmember("via-symlink").issym()  # a link stays a link (just its text)
+        assert "src/innocent.txt" not in tf.getnames()

@@ -561,3 +561,328 @@ def test_long_prompts_are_cut() -> None:
     assert len(slug) <= 40 and not slug.endswith("-")
     assert len(name) < 120
     subprocess.run(["git", "check-ref-format", "--branch", name], check=True, timeout=10)
+
+
+# -- a workspace's .git is the agent's: the server's git must not run it or leave it ---------
+
+
+def _evil(tmp_path: Path, what: str) -> str:
+    """A shell command that leaves the marker ``pwned-<what>`` and passes stdin through (so
+    a filter that ran would still give git the file's content)."""
+    return f"touch '{tmp_path}/pwned-{what}'; cat"
+
+
+def _plant_filter(dest: Path, tmp_path: Path) -> None:
+    for key in ("clean", "smudge", "process"):
+        sh(dest, "config", f"filter.x.{key}", _evil(tmp_path, f"filter-{key}"))
+    sh(dest, "config", "filter.x.required", "true")
+    (dest / ".gitattributes").write_text("* filter=x diff=x merge=x\n")
+
+
+def _plant_fsmonitor(dest: Path, tmp_path: Path) -> None:
+    sh(dest, "config", "core.fsmonitor", _evil(tmp_path, "fsmonitor"))
+    sh(dest, "config", "core.untrackedCache", "true")
+
+
+def _plant_textconv(dest: Path, tmp_path: Path) -> None:
+    sh(dest, "config", "diff.x.textconv", _evil(tmp_path, "textconv"))
+    sh(dest, "config", "diff.x.command", _evil(tmp_path, "diff-command"))
+    (dest / ".gitattributes").write_text("* diff=x\n")
+
+
+def _plant_external_diff(dest: Path, tmp_path: Path) -> None:
+    sh(dest, "config", "diff.external", _evil(tmp_path, "external-diff"))
+
+
+def _plant_include(dest: Path, tmp_path: Path) -> None:
+    evil = tmp_path / "evil.config"
+    evil.write_text(f'[filter "x"]\n\tclean = "{_evil(tmp_path, "included-filter")}"\n')
+    sh(dest, "config", "include.path", str(evil))
+    sh(dest, "config", "includeIf.gitdir:/.path", str(evil))
+    (dest / ".gitattributes").write_text("* filter=x\n")
+
+
+def _plant_info_attributes(dest: Path, tmp_path: Path) -> None:
+    sh(dest, "config", "filter.y.clean", _evil(tmp_path, "info-attributes"))
+    (dest / ".git" / "info").mkdir(exist_ok=True)
+    (dest / ".git" / "info" / "attributes").write_text("* filter=y\n")
+
+
+def _plant_worktree_config(dest: Path, tmp_path: Path) -> None:
+    sh(dest, "config", "core.repositoryformatversion", "1")
+    sh(dest, "config", "extensions.worktreeConfig", "true")
+    sh(dest, "config", "--worktree", "filter.z.clean", _evil(tmp_path, "worktree-config"))
+    (dest / ".gitattributes").write_text("* filter=z\n")
+
+
+def _plant_gpg_and_friends(dest: Path, tmp_path: Path) -> None:
+    for key, what in (
+        ("gpg.program", "gpg"),
+        ("gpg.ssh.program", "gpg-ssh"),
+        ("core.sshCommand", "ssh"),
+        ("core.pager", "pager"),
+        ("pager.diff", "pager-diff"),
+        ("core.editor", "editor"),
+        ("sequence.editor", "sequence-editor"),
+        ("core.askPass", "askpass"),
+        ("credential.helper", "credential"),
+        ("core.hooksPath", "hooks-path"),
+    ):
+        sh(
+            dest,
+            "config",
+            key,
+            f"!{_evil(tmp_path, what)}" if what == "credential" else _evil(tmp_path, what),
+        )
+    sh(dest, "config", "commit.gpgSign", "true")
+    sh(dest, "config", "tag.gpgSign", "true")
+    for hook in ("pre-commit", "post-commit", "post-checkout", "reference-transaction"):
+        path = dest / ".git" / "hooks" / hook
+        path.write_text(f"#!/bin/sh\ntouch '{tmp_path}/pwned-hook-{hook}'\n")
+        path.chmod(0o755)
+
+
+def _plant_alternates(dest: Path, tmp_path: Path) -> None:
+    """Alternates into another repository (whose objects the server must never read or push),
+    and the command git runs to list an alternate's refs."""
+    other = tmp_path / "other-repo"
+    if not other.exists():
+        subprocess.run(["git", "init", "-q", str(other)], check=True, timeout=30)
+        (other / "secret.txt").write_text("another user's secret\n")
+        sh(other, "add", "secret.txt")
+        sh(other, "-c", "user.name=o", "-c", "user.email=o@x", "commit", "-qm", "secret")
+    info = dest / ".git" / "objects" / "info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "alternates").write_text(f"{other}/.git/objects\n")
+    sh(dest, "config", "core.alternateRefsCommand", _evil(tmp_path, "alternate-refs"))
+
+
+def _plant_worktree_outside(dest: Path, tmp_path: Path) -> None:
+    """core.worktree aimed at a directory outside the workspace: its files must never be
+    committed (and so pushed)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    (elsewhere / "stolen.txt").write_text("server secret\n")
+    sh(dest, "config", "core.worktree", str(elsewhere))
+
+
+HOSTILE = {
+    "filter": _plant_filter,
+    "fsmonitor": _plant_fsmonitor,
+    "textconv": _plant_textconv,
+    "external-diff": _plant_external_diff,
+    "include": _plant_include,
+    "info-attributes": _plant_info_attributes,
+    "worktree-config": _plant_worktree_config,
+    "gpg-pager-editor-hooks": _plant_gpg_and_friends,
+    "alternates": _plant_alternates,
+    "worktree-outside": _plant_worktree_outside,
+}
+
+
+def _assert_clean_git_dir(dest: Path) -> None:
+    """The workspace's git directory holds nothing the agent planted to be acted upon."""
+    gitdir = dest / ".git"
+    config = (gitdir / "config").read_text()
+    for gone in ("filter", "fsmonitor", "textconv", "external", "include", "worktree",
+                 "gpg", "pager", "editor", "askPass", "helper", "hooksPath", "sshCommand",
+                 "alternateRefs", "pwned"):  # fmt: skip
+        assert gone not in config, (gone, config)
+    assert not (gitdir / "objects" / "info" / "alternates").exists()
+    assert not (gitdir / "info" / "attributes").exists()
+    assert not (gitdir / "config.worktree").exists()
+
+
+@pytest.mark.parametrize("plant", list(HOSTILE))
+async def test_hostile_workspace_git_runs_nothing_on_the_server(
+    git: Git, server: GitHttpServer, url: str, tmp_path: Path, plant: str
+) -> None:
+    """Whatever an agent plants in its workspace's .git (filters, fsmonitor, textconv,
+    external diffs, includes, info/attributes, per-worktree config, gpg/pager/editor
+    programs, hooks, alternates, core.worktree), the server's git runs none of it and reads
+    nothing outside the workspace: the commit, the diffs, the push, a follow-up's fetch and
+    checkout all work and take the agent's files as they are."""
+    dest, branch = await first_run(git, url, tmp_path)
+    base = sh(dest, "rev-parse", "HEAD")
+    HOSTILE[plant](dest, tmp_path)
+    (dest / "agent.txt").write_text("the agent's work\n")
+
+    sha = await git.commit_all(dest, "Agent work")
+    assert sha and await git.head(dest) == sha
+    assert sh(dest, "show", f"{sha}:agent.txt") == "the agent's work"
+    assert "stolen.txt" not in sh(dest, "ls-tree", "-r", "--name-only", sha)
+    stats = await git.diff_stats(dest, base)
+    assert "agent.txt" in {f.path for f in stats.files} and stats.commits == [sha]
+    patch = await git.unified_diff(dest, base, sha)
+    assert "diff --git a/agent.txt b/agent.txt" in patch and "+the agent's work" in patch
+    await git.push(url, TOKEN, dest, branch)
+    assert server.read_file("demo", branch, "agent.txt") == "the agent's work\n"
+    assert server.read_file("demo", branch, "secret.txt") is None
+    _assert_clean_git_dir(dest)
+    assert sh(dest, "remote", "get-url", "origin") == url
+
+    # A follow-up in a fresh workspace, planted again before the branch is fetched and
+    # checked out (smudge filters, post-checkout hooks): still nothing runs.
+    mirror = await git.ensure_mirror(url, TOKEN, tmp_path / "cache")
+    again = tmp_path / "ws2"
+    await git.checkout_workspace(url, mirror, again, "main")
+    HOSTILE[plant](again, tmp_path)
+    (again / ".gitattributes").unlink(missing_ok=True)  # the branch brings its own
+    assert await git.fetch_branch(url, TOKEN, again, branch) == sha
+    assert (again / "agent.txt").read_text() == "the agent's work\n"
+    HOSTILE[plant](again, tmp_path)
+    await git.create_branch(again, "agentyard/next-12345678")
+    (again / "more.txt").write_text("more\n")
+    assert await git.commit_all(again, "More")
+    _assert_clean_git_dir(again)
+
+    assert sorted(p.name for p in tmp_path.glob("pwned*")) == []
+
+
+async def test_diffs_while_the_agent_works_read_no_workspace_config(
+    git: Git, tmp_path: Path
+) -> None:
+    """The API may ask for a diff while an agent still works in the workspace: with full
+    commit ids the diffs run none of the agent's config (textconv, external diff, pager,
+    fsmonitor, includes, output options) and change nothing in its .git."""
+    dest = tmp_path / "ws"
+    base = await git.init_workspace(dest)
+    (dest / "a.txt").write_text("one\n")
+    head = await git.commit_all(dest, "First")
+    assert head
+    for plant in ("filter", "fsmonitor", "textconv", "external-diff", "include"):
+        HOSTILE[plant](dest, tmp_path)
+    for key, value in (
+        ("diff.noprefix", "true"),
+        ("diff.mnemonicPrefix", "true"),
+        ("color.diff", "always"),
+        ("color.ui", "always"),
+        ("diff.relative", "true"),
+        ("core.pager", _evil(tmp_path, "pager")),
+        ("core.commitGraph", "true"),
+    ):
+        sh(dest, "config", key, value)
+    (dest / ".git" / "info").mkdir(exist_ok=True)
+    (dest / ".git" / "info" / "attributes").write_text("* diff=x filter=x\n")
+    before = {p: p.read_bytes() for p in (dest / ".git").rglob("*") if p.is_file()}
+
+    stats = await git.diff_stats(dest, base, head)
+    assert stats.files == [FileStat("a.txt", 1, 0, False)] and stats.commits == [head]
+    patch = await git.unified_diff(dest, base, head)
+    assert patch.startswith("diff --git a/a.txt b/a.txt\n") and "\x1b[" not in patch
+    assert "+one\n" in patch
+
+    assert not list(tmp_path.glob("pwned*"))
+    after = {p: p.read_bytes() for p in (dest / ".git").rglob("*") if p.is_file()}
+    assert after == before  # the agent's .git is as it left it
+
+
+async def test_diffs_refuse_objects_that_lead_outside(git: Git, tmp_path: Path) -> None:
+    """A diff while the agent works never follows alternates or a symlink out of the
+    workspace's object store: GitError (the diff works again once the run's commit has made
+    the git directory trustworthy)."""
+    dest = tmp_path / "ws"
+    base = await git.init_workspace(dest)
+    (dest / "a.txt").write_text("one\n")
+    head = await git.commit_all(dest, "First")
+    assert head
+    _plant_alternates(dest, tmp_path)
+    with pytest.raises(GitError, match="alternates"):
+        await git.diff_stats(dest, base, head)
+    with pytest.raises(GitError, match="alternates"):
+        await git.unified_diff(dest, base, head)
+    assert await git.commit_all(dest, "Nothing new") is None  # drops the alternates
+    assert (await git.diff_stats(dest, base, head)).commits == [head]
+
+    info = dest / ".git" / "objects" / "info"
+    shutil.rmtree(info)
+    info.symlink_to(tmp_path / "other-repo" / ".git" / "objects" / "info")
+    with pytest.raises(GitError, match="symlink"):
+        await git.unified_diff(dest, base, head)
+
+
+def _redirect_to_other_repo(dest: Path, tmp_path: Path, how: str) -> Path:
+    """Make ``dest``'s git directory lead to another repository; that repository."""
+    other = tmp_path / "victim"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(other)], check=True, timeout=30)
+    (other / "v.txt").write_text("victim\n")
+    sh(other, "add", "v.txt")
+    sh(other, "-c", "user.name=v", "-c", "user.email=v@x", "commit", "-qm", "victim")
+    sh(other, "config", "filter.x.clean", _evil(tmp_path, f"{how}-filter"))
+    sh(other, "config", "core.fsmonitor", _evil(tmp_path, f"{how}-fsmonitor"))
+    gitdir = dest / ".git"
+    if how == "gitdir-file":
+        shutil.rmtree(gitdir)
+        gitdir.write_text(f"gitdir: {other / '.git'}\n")
+    elif how == "symlink":
+        shutil.rmtree(gitdir)
+        gitdir.symlink_to(other / ".git")
+    elif how == "commondir":
+        (gitdir / "commondir").write_text(f"{other / '.git'}\n")
+    elif how == "symlinked-refs":
+        shutil.rmtree(gitdir / "refs")
+        (gitdir / "refs").symlink_to(other / ".git" / "refs")
+    elif how == "symlinked-config":
+        (gitdir / "config").unlink()
+        (gitdir / "config").symlink_to(other / ".git" / "config")
+    (dest / ".gitattributes").write_text("* filter=x\n")
+    (dest / "agent.txt").write_text("work\n")
+    return other
+
+
+@pytest.mark.parametrize(
+    "how", ["gitdir-file", "symlink", "commondir", "symlinked-refs", "symlinked-config"]
+)
+async def test_git_dirs_leading_elsewhere_are_refused(
+    git: Git, server: GitHttpServer, url: str, tmp_path: Path, how: str
+) -> None:
+    """A .git that is a gitdir: file or a symlink, a commondir redirect, or a symlink inside
+    .git: every server-side git call on the workspace fails cleanly with GitError, and the
+    repository it leads to is neither changed nor its config acted upon."""
+    dest, branch = await first_run(git, url, tmp_path)
+    base = sh(dest, "rev-parse", "HEAD")
+    other = _redirect_to_other_repo(dest, tmp_path, how)
+    victim_head = sh(other, "rev-parse", "HEAD")
+    victim_config = (other / ".git" / "config").read_text()
+    victim_index = (other / ".git" / "index").read_bytes()
+
+    calls = {
+        "commit_all": lambda: git.commit_all(dest, "Agent work"),
+        "head": lambda: git.head(dest),
+        "create_branch": lambda: git.create_branch(dest, "agentyard/x-12345678"),
+        "push": lambda: git.push(url, TOKEN, dest, branch),
+        "fetch_branch": lambda: git.fetch_branch(url, TOKEN, dest, branch),
+        "diff_stats": lambda: git.diff_stats(dest, base),
+        "unified_diff": lambda: git.unified_diff(dest, base),
+    }
+    for name, call in calls.items():
+        with pytest.raises(GitError, match="not a workspace"):
+            await call()
+        assert sh(other, "rev-parse", "HEAD") == victim_head, name
+    if how in ("gitdir-file", "symlink"):  # the diffs need the workspace's objects
+        for diff in (git.diff_stats, git.unified_diff):
+            with pytest.raises(GitError, match="not a workspace"):
+                await diff(dest, base, base)
+    # (Inspected without git: the victim's own config is hostile too.)
+    assert (other / ".git" / "index").read_bytes() == victim_index
+    assert (other / ".git" / "config").read_text() == victim_config
+    assert server.branches("demo")[branch] == base
+    assert not list(tmp_path.glob("pwned*"))
+
+
+async def test_a_nested_repository_runs_nothing(git: Git, tmp_path: Path) -> None:
+    """A repository the agent makes inside its workspace (committed as a gitlink) has its
+    own hostile config: the server's commit does not act on it either."""
+    dest = tmp_path / "ws"
+    await git.init_workspace(dest)
+    nested = dest / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    sh(nested, "init", "-q")
+    (nested / "x.txt").write_text("x\n")
+    sh(nested, "add", "x.txt")
+    sh(nested, "-c", "user.name=n", "-c", "user.email=n@x", "commit", "-qm", "n")
+    _plant_filter(nested, tmp_path)
+    _plant_fsmonitor(nested, tmp_path)
+    (nested / "x.txt").write_text("changed\n")
+    assert await git.commit_all(dest, "With a nested repository")
+    assert not list(tmp_path.glob("pwned*"))

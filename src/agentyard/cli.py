@@ -17,8 +17,13 @@ app.add_typer(keys_app, name="keys")
 
 
 def _settings() -> Settings:
+    """The settings, logging configured, and umask 0o077: from here on, whatever this
+    process creates (the data dir, database, keys, workspaces, agents' files) is its user's
+    only."""
     from agentyard import logging as ay_logging
+    from agentyard.datadir import use_private_umask
 
+    use_private_umask()
     settings = Settings()
     ay_logging.configure(settings.log_level, settings.log_format)
     return settings
@@ -79,11 +84,13 @@ def worker(
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
+    from agentyard.datadir import ensure_private_dir, make_database_private
     from agentyard.store.db import migrate as run_migrate
 
     settings = _settings()
-    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(settings.resolved_data_dir)
     run_migrate(settings.db_url)
+    make_database_private(settings.db_url)
     typer.echo("database is up to date")
 
 
@@ -94,13 +101,15 @@ def keys_create(
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
     from agentyard.core import apikeys
+    from agentyard.datadir import ensure_private_dir, make_database_private
     from agentyard.store.db import create_engine
     from agentyard.store.db import migrate as run_migrate
     from agentyard.store.store import Store
 
     settings = _settings()
-    settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(settings.resolved_data_dir)
     run_migrate(settings.db_url)
+    make_database_private(settings.db_url)
 
     async def create() -> str:
         store = Store(create_engine(settings.db_url))

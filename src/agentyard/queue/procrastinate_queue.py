@@ -44,6 +44,7 @@ class ProcrastinateQueue:
         events: EventLog,
         runner: Runner | None,
         *,
+        installation: str,
         cancel_wait_seconds: float = 10.0,
         heartbeat_seconds: float = 2.0,
         stalled_after_seconds: float = 10.0,
@@ -52,6 +53,8 @@ class ProcrastinateQueue:
         self.store = store
         self.events = events
         self.runner = runner
+        self.installation = installation
+        """``processes.installation_id`` of the data dir: the reaper kills only its agents."""
         self.cancel_wait_seconds = cancel_wait_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.stalled_after_seconds = stalled_after_seconds
@@ -195,11 +198,13 @@ class ProcrastinateQueue:
         return count
 
     async def _kill_orphans(self) -> None:
-        """Kill agent processes on this machine whose run has ended (a dead worker's)."""
-        for run_id in await asyncio.to_thread(marked_processes):
+        """Kill this installation's agent processes on this machine whose run has ended (a
+        dead worker's). Another installation's agents (which carry its own marker, or none)
+        are not ours to judge: their runs are in another database."""
+        for run_id in await asyncio.to_thread(marked_processes, self.installation):
             run = await self.store.get_run(run_id)
             if run is None or run.status.terminal:
-                await asyncio.to_thread(kill_run_processes, run_id)
+                await asyncio.to_thread(kill_run_processes, run_id, installation=self.installation)
 
     # -- helpers -----------------------------------------------------------------------------------
 

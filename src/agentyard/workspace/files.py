@@ -2,9 +2,11 @@
 
 A user-given path is relative to the workspace root and must stay inside it: ``..``
 segments, absolute paths and NUL bytes are refused, and so is a path that a symlink leads
-out of the root (a repository may contain ``link -> /etc``). ``.git`` is never listed,
-read, written or deleted. Malformed or escaping paths raise InvalidInput, missing ones
-NotFound.
+out of the root (a repository may contain ``link -> /etc``). A hard link is refused too:
+a regular file with more than one link may be the same file as one outside the workspace
+(``ln /some/secret file``), so it is never read, archived or written through. ``.git`` is
+never listed, read, written or deleted. Malformed or escaping paths raise InvalidInput,
+missing ones NotFound.
 
 Everything here is blocking filesystem work: call it through ``asyncio.to_thread``.
 """
@@ -18,6 +20,7 @@ import os
 import shutil
 import stat
 import tarfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -102,7 +105,9 @@ def write_file(root: Path, path: str, content: bytes) -> dict[str, Any]:
         raise InvalidInput("cannot write to the workspace root")
     if real.is_dir():
         raise InvalidInput(f"path {path!r} is a directory")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_NONBLOCK: opening a FIFO must not hang the server. No O_TRUNC: a hard link is
+    # refused before anything is changed.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         # ``real`` has no symlinks left, and its missing parents are created below the root.
         real.parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +115,14 @@ def write_file(root: Path, path: str, content: bytes) -> dict[str, Any]:
     except OSError as exc:
         raise InvalidInput(f"cannot write {path!r}: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(f"path {path!r} is not a regular file")
+        if st.st_nlink > 1:
+            raise InvalidInput(
+                f"path {path!r} is a hard link: it may be a file outside the workspace"
+            )
+        os.ftruncate(fd, 0)
         fh.write(content)
     return {"success": True, "path": "/".join(_parts(path)), "size": len(content)}
 
@@ -144,7 +157,9 @@ def archive(root: Path, path: str = "", fmt: str = "zip") -> bytes:
 
     Nothing outside the root is read: a tar keeps symlinks as links (their target is just
     text); a zip, which has no portable links, holds the content of those leading to a
-    regular file inside the root and skips the others. Special files are skipped.
+    regular file inside the root and skips the others. Special files, and hard links
+    (regular files with more than one link, which may be files outside the root), are
+    skipped.
     """
     if fmt not in ("zip", "tar"):
         raise InvalidInput("archive format must be 'zip' or 'tar'")
@@ -156,9 +171,7 @@ def archive(root: Path, path: str = "", fmt: str = "zip") -> bytes:
     if fmt == "zip":
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
             for entry, name in _walk(directory, directory, recursive=True):
-                source = _regular_inside(entry, real_root)
-                if source is not None:
-                    zf.write(source, name)
+                _add_to_zip(zf, entry, name, real_root)
     else:
         with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
             for entry, name in _walk(directory, directory, recursive=True):
@@ -240,6 +253,10 @@ def _read_regular(real: Path, path: str, max_bytes: int) -> bytes:
             raise InvalidInput(f"path {path!r} is a directory")
         if not stat.S_ISREG(st.st_mode):
             raise InvalidInput(f"path {path!r} is not a regular file")
+        if st.st_nlink > 1:
+            raise InvalidInput(
+                f"path {path!r} is a hard link: it may be a file outside the workspace"
+            )
         if st.st_size > max_bytes:
             raise PayloadTooLarge(f"file {path!r} is larger than {max_bytes} bytes")
     except BaseException:
@@ -258,38 +275,78 @@ def _as_text(data: bytes) -> str | None:
         return None
 
 
-def _regular_inside(entry: Path, real_root: Path) -> Path | None:
-    """The regular file ``entry`` is or leads to, if inside the root (and not in .git)."""
-    real = Path(os.path.realpath(entry))
-    if not _inside(real, real_root) or _GIT in real.relative_to(real_root).parts:
-        return None
+def _open_unlinked_regular(path: Path) -> tuple[int, os.stat_result] | None:
+    """An open descriptor on ``path`` and its status, if it is a regular file (not a symlink,
+    not special) with a single link; None otherwise. Checked on the descriptor, so what is
+    checked is what is read."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        return real if stat.S_ISREG(real.stat().st_mode) else None
+        fd = os.open(path, flags)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(fd)
+        return None
+    return fd, st
+
+
+def _add_to_zip(zf: zipfile.ZipFile, entry: Path, name: str, real_root: Path) -> None:
+    """The regular file ``entry`` is or leads to, if inside the root (and not in .git), and
+    not a hard link, into the zip."""
+    real = Path(os.path.realpath(entry))
+    if not _inside(real, real_root) or _GIT in real.relative_to(real_root).parts:
+        return
+    opened = _open_unlinked_regular(real)
+    if opened is None:
+        return
+    fd, st = opened
+    # As ZipFile.write would (from the descriptor's status, not the path's again).
+    date_time = max(time.localtime(st.st_mtime)[:6], (1980, 1, 1, 0, 0, 0))
+    info = zipfile.ZipInfo(name, date_time)
+    info.external_attr = (st.st_mode & 0xFFFF) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.file_size = st.st_size
+    with os.fdopen(fd, "rb") as src, zf.open(info, "w") as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def _add_to_tar(tf: tarfile.TarFile, entry: Path, relative: str) -> None:
-    """A file, directory or symlink (as a link, never followed) into the tar."""
+    """A file, directory or symlink (as a link, never followed) into the tar; a regular
+    file only if it is not a hard link."""
+    try:
+        mode = entry.lstat().st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode):
+        opened = _open_unlinked_regular(entry)
+        if opened is None:
+            return
+        with os.fdopen(opened[0], "rb") as data:
+            info = tf.gettarinfo(str(entry), arcname=relative, fileobj=data)  # fstat
+            _anonymise(info)
+            tf.addfile(info, data)
+        return
+    if not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        return
     try:
         info = tf.gettarinfo(str(entry), arcname=relative)  # lstat: links stay links
     except OSError:
         return
-    if info is None or not (info.isreg() or info.isdir() or info.issym()):
+    if info is None or not (info.isdir() or info.issym()):
         return
+    _anonymise(info)
+    tf.addfile(info)
+
+
+def _anonymise(info: tarfile.TarInfo) -> None:
     # Ownership of the server's files is nobody's business.
     info.uid = info.gid = 0
     info.uname = info.gname = ""
-    if not info.isreg():
-        tf.addfile(info)
-        return
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(entry, flags)
-    except OSError:
-        return
-    with os.fdopen(fd, "rb") as data:
-        tf.addfile(info, data)
 
 
 __all__ = [

@@ -11,9 +11,21 @@ scrubbed from every error message. The host's git configuration, credential help
 https (and, when allowed, http) transports may be used, so a URL or a repository's config
 cannot make git run ``ext::`` commands or read local files.
 
-A workspace is where an agent works, so its ``.git`` is not trusted: before a token is
-handed to git there (fetch, push), its config is reduced to known-harmless keys and hooks
-are always disabled, so an agent cannot redirect the push or run code with the token.
+A workspace is where an agent works, so its ``.git`` is not trusted. Before every git
+command the server runs on a workspace's repository (commit, branch, checkout, fetch, push,
+rev-parse), the git directory is made trustworthy: it must be a plain directory holding no
+symlinks and no ``commondir`` redirect, its config is reduced to known-harmless keys (so
+no filter, fsmonitor, textconv, external diff, include, pager, editor, gpg program, worktree
+or url rewrite the agent planted is ever read), ``objects/info/alternates`` and
+``info/attributes`` are removed, and hooks are always disabled. So an agent can neither run
+code through the server's git nor make it read or write outside the workspace, and cannot
+redirect a push or run code with the token.
+
+Tree-to-tree diffs (:meth:`Git.diff_stats`, :meth:`Git.unified_diff`) may be asked for while
+an agent is still working in the workspace, so they change nothing there: they run in a
+throwaway bare repository of the server's own, with the workspace's object directory as its
+object store, so not a line of the workspace's config (nor its attributes, refs or hooks) is
+read.
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ import os
 import re
 import shutil
 import signal
+import stat
+import tempfile
 import time
 import unicodedata
 import uuid
@@ -72,16 +86,34 @@ _PASSTHROUGH_ENV = (
     "GIT_SSL_CAPATH",
 )
 
-# The workspace config keys kept before a token is used there; everything else (url
-# rewrites, proxies, credential helpers, fsmonitor, includes, ...) is dropped.
+# The workspace config keys kept before the server runs git there; everything else (url
+# rewrites, proxies, credential helpers, fsmonitor, filters, diff drivers, includes,
+# core.worktree, pagers, editors, gpg, ...) is dropped. (core.bare is dropped too: a
+# workspace always has a work tree.)
 _SAFE_CONFIG = re.compile(
-    r"^(core\.(repositoryformatversion|filemode|bare|logallrefupdates|ignorecase"
+    r"^(core\.(repositoryformatversion|filemode|logallrefupdates|ignorecase"
     r"|precomposeunicode|symlinks)"
     r"|extensions\.objectformat"
     r"|branch\..+\.(remote|merge)"
     r"|user\.(name|email))$",
     re.IGNORECASE,
 )
+# Kept as they are when the call names no URL (local operations): where origin is.
+_ORIGIN_CONFIG = re.compile(r"^remote\.origin\.(url|fetch)$", re.IGNORECASE)
+
+# Files of a workspace's git directory that make git read something outside it (other
+# object stores), or carry configuration-like data (attributes, grafts, per-worktree
+# config): removed before the server's git runs there.
+_DROPPED_GIT_FILES = (
+    "objects/info/alternates",
+    "objects/info/http-alternates",
+    "info/attributes",
+    "info/grafts",
+    "config.worktree",
+)
+
+# A full object id (sha1 or sha256): a revision that needs no refs to resolve.
+_FULL_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 _LOCK_POLL_SECONDS = 0.05
 _STDERR_TAIL = 800
@@ -289,6 +321,7 @@ class Git:
     async def create_branch(self, dest: Path, name: str) -> None:
         """Create branch ``name`` at HEAD and check it out."""
         _check_branch(name)
+        await self._trust_workspace(dest)
         await self._run(["checkout", "--quiet", "-b", name], cwd=dest)
 
     async def fetch_branch(self, url: str, token: str | None, dest: Path, branch: str) -> str:
@@ -313,6 +346,7 @@ class Git:
     async def commit_all(self, dest: Path, message: str) -> str | None:
         """Stage everything (additions, changes, deletions) and commit it as the configured
         author; the new commit's sha, or None when there was nothing to commit."""
+        await self._trust_workspace(dest)
         await self._run(["add", "--all"], cwd=dest)
         if await self._probe(["diff", "--cached", "--quiet"], dest):
             return None  # the index equals HEAD
@@ -343,12 +377,25 @@ class Git:
     # -- diffs -----------------------------------------------------------------------
 
     async def diff_stats(self, dest: Path, base: str, head: str = "HEAD") -> DiffStats:
-        """Files changed (lines added/removed each), and the commits, of ``base..head``."""
-        numstat = await self._run(
-            ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
-             base, head, "--"],
-            cwd=dest,
-        )  # fmt: skip
+        """Files changed (lines added/removed each), and the commits, of ``base..head``.
+
+        With full commit ids this reads only the workspace's objects and changes nothing
+        there (safe while an agent works in it); another revision (``HEAD``, a branch) is
+        first resolved in the workspace, which makes its git directory trustworthy.
+        """
+        base_sha = await self._commit_id(dest, base)
+        head_sha = await self._commit_id(dest, head)
+        async with self._object_store(dest, base_sha) as (cwd, env):
+            base_sha = await self._rev_parse(cwd, base_sha, env)
+            head_sha = await self._rev_parse(cwd, head_sha, env)
+            numstat = await self._run(
+                ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
+                 base_sha, head_sha, "--"],
+                cwd=cwd, env=env,
+            )  # fmt: skip
+            commits = await self._run(
+                ["rev-list", "--reverse", f"{base_sha}..{head_sha}", "--"], cwd=cwd, env=env
+            )
         files = []
         for record in numstat.split("\0"):
             if not record:
@@ -358,21 +405,19 @@ class Git:
             files.append(
                 FileStat(path, 0 if binary else int(added), 0 if binary else int(removed), binary)
             )
-        commits = await self._run(["rev-list", "--reverse", f"{base}..{head}", "--"], cwd=dest)
-        return DiffStats(
-            base_sha=await self._rev_parse(dest, base),
-            head_sha=await self._rev_parse(dest, head),
-            commits=commits.split(),
-            files=files,
-        )
+        return DiffStats(base_sha=base_sha, head_sha=head_sha, commits=commits.split(), files=files)
 
     async def unified_diff(self, dest: Path, base: str, head: str = "HEAD") -> str:
-        """The unified diff of ``base..head``."""
-        return await self._run(
-            ["diff", "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv",
-             base, head, "--"],
-            cwd=dest,
-        )  # fmt: skip
+        """The unified diff of ``base..head`` (like :meth:`diff_stats`: with full commit ids
+        it changes nothing in the workspace)."""
+        base_sha = await self._commit_id(dest, base)
+        head_sha = await self._commit_id(dest, head)
+        async with self._object_store(dest, base_sha) as (cwd, env):
+            return await self._run(
+                ["diff", "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv",
+                 f"{base_sha}^{{commit}}", f"{head_sha}^{{commit}}", "--"],
+                cwd=cwd, env=env,
+            )  # fmt: skip
 
     # -- internals -------------------------------------------------------------------
 
@@ -388,37 +433,80 @@ class Git:
 
     async def head(self, dest: Path) -> str:
         """The commit checked out in ``dest``."""
+        await self._trust_workspace(dest)
         return await self._rev_parse(dest, "HEAD")
 
-    async def _rev_parse(self, dest: Path, rev: str) -> str:
-        return (await self._run(["rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=dest)).strip()
+    async def _rev_parse(self, dest: Path, rev: str, env: dict[str, str] | None = None) -> str:
+        out = await self._run(["rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=dest, env=env)
+        return out.strip()
 
-    async def _trust_workspace(self, dest: Path, url: str) -> None:
-        """Make the workspace's git directory safe to hand a token to: a plain directory
-        (not a link or a ``gitdir:`` file), no ``commondir`` redirect, and a config holding
-        only harmless keys plus ``origin`` = ``url``."""
-        gitdir = dest / ".git"
-        if gitdir.is_symlink() or not gitdir.is_dir():
-            raise GitError(f"{dest} is not a workspace: .git is not a directory")
-        if (gitdir / "commondir").exists():
-            raise GitError(f"{dest} is not a workspace: .git/commondir redirects its config")
+    async def _commit_id(self, dest: Path, rev: str) -> str:
+        """``rev`` if it is a full object id; otherwise resolved in the (trusted) workspace."""
+        if _FULL_OID.fullmatch(rev):
+            return rev
+        await self._trust_workspace(dest)
+        return await self._rev_parse(dest, rev)
+
+    async def _trust_workspace(self, dest: Path, url: str | None = None) -> None:
+        """Make the workspace's git directory safe for the server's git: a plain directory
+        (not a link or a ``gitdir:`` file) with no symlink in it and no ``commondir``
+        redirect, no alternates, no ``info/attributes``, and a config holding only harmless
+        keys. With ``url`` (before a token is used) ``origin`` is set to it; without, the
+        url and fetch refspec of ``origin`` are kept as they are.
+
+        GitError when the layout is refused (nothing is changed then)."""
+        gitdir = await asyncio.to_thread(_checked_git_dir, dest, objects_only=False)
         config = gitdir / "config"
-        listing = await self._run(
-            ["config", "--file", str(config), "--no-includes", "--list", "-z"], cwd=dest
-        )
+        listing = ""
+        if config.exists():
+            # Read as a plain file, outside any repository: nothing in it is acted upon.
+            listing = await self._run(
+                ["config", "--file", str(config), "--no-includes", "--list", "-z"],
+                cwd=self.state_dir,
+            )
         kept: list[tuple[str, str]] = []
         for entry in listing.split("\0"):
             key, _, value = entry.partition("\n")
-            if key and _SAFE_CONFIG.match(key):
+            if key and (_SAFE_CONFIG.match(key) or (url is None and _ORIGIN_CONFIG.match(key))):
                 kept.append((key, value))
-        kept.append(("remote.origin.url", url))
-        kept.append(("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"))
+        if url is not None:
+            kept.append(("remote.origin.url", url))
+            kept.append(("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"))
+        await asyncio.to_thread(_drop_git_files, gitdir)
         staging = gitdir / f"config.agentyard-{uuid.uuid4().hex[:8]}"
         try:
             staging.write_text(_config_text(kept))
             os.replace(staging, config)
         finally:
             staging.unlink(missing_ok=True)
+
+    @contextlib.asynccontextmanager
+    async def _object_store(
+        self, dest: Path, oid: str
+    ) -> AsyncIterator[tuple[Path, dict[str, str]]]:
+        """A throwaway bare repository of the server's own whose object store is the
+        workspace's: (its path, the environment to run git in it). Nothing of the workspace
+        but its objects is read (no config, attributes, refs or hooks), and nothing there is
+        written. GitError if the workspace's objects lead outside it (a symlink, alternates).
+        """
+        gitdir = await asyncio.to_thread(_checked_git_dir, dest, objects_only=True)
+        objects = gitdir / "objects"
+        if (objects / "info" / "alternates").exists():
+            raise GitError(f"{dest} is not a workspace: its objects have alternates")
+        shadow = Path(await asyncio.to_thread(tempfile.mkdtemp, ".git", "objects-", self.state_dir))
+        try:
+            (shadow / "refs").mkdir()
+            (shadow / "HEAD").write_text("ref: refs/heads/main\n")
+            entries = [("core.bare", "true"), ("core.commitgraph", "false")]
+            if len(oid) == 64:
+                entries += [("core.repositoryformatversion", "1"),
+                            ("extensions.objectformat", "sha256")]  # fmt: skip
+            else:
+                entries.append(("core.repositoryformatversion", "0"))
+            (shadow / "config").write_text(_config_text(entries))
+            yield shadow, {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(objects)}
+        finally:
+            shutil.rmtree(shadow, ignore_errors=True)  # a few tiny files: no thread hop
 
     @contextlib.asynccontextmanager
     async def _mirror_lock(self, mirror: Path) -> AsyncIterator[None]:
@@ -458,6 +546,8 @@ class Git:
                 "GIT_CONFIG_NOSYSTEM": "1",
                 "GIT_CONFIG_GLOBAL": os.devnull,
                 "GIT_TERMINAL_PROMPT": "0",
+                # Objects are what they are: refs/replace in a workspace substitutes nothing.
+                "GIT_NO_REPLACE_OBJECTS": "1",
                 "GCM_INTERACTIVE": "never",
                 "GIT_ASKPASS": str(self.askpass),
                 # Overrides every config file, including a repository's own.
@@ -495,9 +585,11 @@ class Git:
         url: str | None = None,
         token: str | None = None,
         allow_file: bool = False,
+        env: dict[str, str] | None = None,
     ) -> str:
-        """Run git in ``cwd``; its stdout, or GitError naming the subcommand."""
-        code, out, err = await self._exec(args, cwd, url, token, allow_file)
+        """Run git in ``cwd`` (with ``env`` added to its environment); its stdout, or
+        GitError naming the subcommand."""
+        code, out, err = await self._exec(args, cwd, url, token, allow_file, env)
         if code != 0:
             raise _failure(args, code, _scrub(err, token))
         return out
@@ -510,7 +602,13 @@ class Git:
         return code == 0
 
     async def _exec(
-        self, args: list[str], cwd: Path, url: str | None, token: str | None, allow_file: bool
+        self,
+        args: list[str],
+        cwd: Path,
+        url: str | None,
+        token: str | None,
+        allow_file: bool,
+        extra_env: dict[str, str] | None = None,
     ) -> tuple[int, str, str]:
         """Run git; its exit code, stdout and stderr. Killed with its process group on
         timeout (GitError) or cancellation."""
@@ -522,6 +620,7 @@ class Git:
         env = self._env(url, token, allow_file)
         # git must find no repository above cwd (e.g. the server's own checkout).
         env["GIT_CEILING_DIRECTORIES"] = str(cwd.parent)
+        env.update(extra_env or {})
         proc = await asyncio.create_subprocess_exec(
             *self._argv(args, allow_file),
             cwd=cwd,
@@ -590,6 +689,53 @@ def _check_branch(name: str) -> None:
         or _BAD_REF.search(name)
     ):
         raise GitError(f"invalid branch name {name!r}")
+
+
+# -- workspace git directories ------------------------------------------------------------
+
+
+def _checked_git_dir(dest: Path, *, objects_only: bool) -> Path:
+    """``dest/.git`` if it is a plain directory (not a symlink, not a ``gitdir:`` file)
+    without a ``commondir`` redirect and with no symlink anywhere in it, so git reads and
+    writes nothing outside it; GitError if not. With ``objects_only`` only the object store
+    is searched for symlinks (all that a diff in :meth:`Git._object_store` reads)."""
+    gitdir = dest / ".git"
+    try:
+        mode = gitdir.lstat().st_mode
+    except FileNotFoundError:
+        raise GitError(f"{dest} is not a workspace: it has no .git") from None
+    if not stat.S_ISDIR(mode):
+        raise GitError(f"{dest} is not a workspace: .git is not a directory")
+    if os.path.lexists(gitdir / "commondir"):
+        raise GitError(f"{dest} is not a workspace: .git/commondir redirects its config")
+    top = gitdir / "objects" if objects_only else gitdir
+    if top.is_symlink():
+        raise GitError(f"{dest} is not a workspace: {top.relative_to(dest)} is a symlink")
+    pending = [top]
+    while pending:
+        current = pending.pop()
+        try:
+            children = list(os.scandir(current))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise GitError(f"{dest} is not a workspace: {exc}") from None
+        for child in children:
+            if child.is_symlink():
+                where = Path(child.path).relative_to(dest).as_posix()
+                raise GitError(f"{dest} is not a workspace: {where} is a symlink")
+            if child.is_dir(follow_symlinks=False):
+                pending.append(Path(child.path))
+    return gitdir
+
+
+def _drop_git_files(gitdir: Path) -> None:
+    for name in _DROPPED_GIT_FILES:
+        path = gitdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 # -- text --------------------------------------------------------------------------------
