@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentyard.core import ids
+from agentyard.core import envvars, ids
 from agentyard.core.clock import utcnow
 from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from agentyard.core.models import Chat, Message, Run, StoredEvent
+from agentyard.core.redaction import Redactor
 from agentyard.core.repo_rules import branch_name
 from agentyard.core.routing import resolve_agent
 from agentyard.core.status import RunStatus
@@ -30,6 +31,8 @@ class NewTask:
     repo_url: str | None = None
     selected_branch: str | None = None
     create_pull_request: bool = False
+    env: Mapping[str, str] | None = field(default=None, repr=False)
+    """Environment variables for the agent (secrets): sealed on the chat, redacted."""
 
 
 def _options(task: NewTask) -> dict[str, Any]:
@@ -53,6 +56,8 @@ class Continuation:
     prompt: str
     model: str | None = None
     agent: str | None = None
+    env: Mapping[str, str] | None = field(default=None, repr=False)
+    """Laid over the chat's environment variables (a later value wins)."""
 
 
 @dataclass
@@ -78,7 +83,9 @@ class Service:
         runtimes: Mapping[str, AgentRuntime],
         workspaces: Workspaces,
         repos: RepoPolicy | None = None,
+        secrets: envvars.Box | None = None,
     ) -> None:
+        self.secrets = secrets
         self.workspaces = workspaces
         self.repos = repos
         self.store = store
@@ -99,8 +106,15 @@ class Service:
     async def create_task(self, user_id: str, task: NewTask) -> Run:
         agent = self._resolve(task.agent, task.model)
         repo_url = await self._check_repo(user_id, task)
+        sealed = self._seal(task.env)
         now = utcnow()
-        chat = Chat(chat_id=ids.new_chat_id(), user_id=user_id, created_at=now, title=task.title)
+        chat = Chat(
+            chat_id=ids.new_chat_id(),
+            user_id=user_id,
+            created_at=now,
+            title=task.title,
+            env_encrypted=sealed,
+        )
         run = self._new_run(
             user_id, chat.chat_id, agent, task.model, task.prompt, None, _options(task)
         )
@@ -119,12 +133,17 @@ class Service:
             raise InvalidInput(f"'selectedAgents' must have 2 to 5 entries (got {len(choices)})")
         agents = [self._resolve(c.agent, c.model) for c in choices]
         repo_url = await self._check_repo(user_id, task)
+        sealed = self._seal(task.env)  # every run of the group gets the same variables
         group_id = ids.new_group_id()
         now = utcnow()
         items: list[tuple[Run, Message, Chat]] = []
         for index, (agent, choice) in enumerate(zip(agents, choices, strict=True)):
             chat = Chat(
-                chat_id=ids.new_chat_id(), user_id=user_id, created_at=now, title=task.title
+                chat_id=ids.new_chat_id(),
+                user_id=user_id,
+                created_at=now,
+                title=task.title,
+                env_encrypted=sealed,
             )
             run = self._new_run(
                 user_id,
@@ -161,11 +180,18 @@ class Service:
         else:
             agent = self._resolve(follow_up.agent, follow_up.model)
             model = follow_up.model
+        chat_values = None
+        if follow_up.env:
+            chat_values = {"env_encrypted": await self._merged_env(previous, follow_up.env)}
         run = self._new_run(
             user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id
         )
         if not await self.store.continue_chat(
-            run, self._user_message(run), latest.run_id, on_insert=self.queue.in_transaction
+            run,
+            self._user_message(run),
+            latest.run_id,
+            on_insert=self.queue.in_transaction,
+            chat_values=chat_values,
         ):
             raise Conflict("the chat has a newer run than this one; continue from the latest")
         await self.queue.enqueued(run.run_id)
@@ -232,12 +258,26 @@ class Service:
         chat = await self.chat_of(run)
         if not (git.get("headSha") and chat.workspace_path):
             return ""
+        redactor = self.redactor_of(chat)
+        if redactor is None:
+            raise Conflict(
+                f"the diff of run {run.run_id} is withheld: its chat's environment variables "
+                "cannot be decrypted to redact them (was AGENTYARD_SECRET_KEY changed?)"
+            )
         try:
-            return await self.workspaces.diff(
+            diff = await self.workspaces.diff(
                 Path(chat.workspace_path), git["baseSha"], git["headSha"]
             )
         except WorkspaceError as exc:
             raise NotFound(f"the diff of run {run.run_id} is no longer available ({exc})") from None
+        return redactor.redact(diff)
+
+    def redactor_of(self, chat: Chat) -> Redactor | None:
+        """What redacts the chat's secrets; None when they cannot be decrypted."""
+        if chat.env_encrypted is None:
+            return Redactor(())
+        variables = self._open(chat.env_encrypted)
+        return None if variables is None else Redactor(variables.values())
 
     async def chat_of(self, run: Run) -> Chat:
         chat = await self.store.get_chat(run.chat_id)
@@ -254,6 +294,25 @@ class Service:
         return self.events.follow(run_id, after_seq, keepalive)
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _seal(self, variables: Mapping[str, str] | None) -> str | None:
+        if not variables:
+            return None
+        if self.secrets is None:
+            raise InvalidInput(f"this server does not accept '{envvars.FIELD}'")
+        return envvars.seal(self.secrets, variables)
+
+    def _open(self, sealed: str) -> dict[str, str] | None:
+        return None if self.secrets is None else envvars.unseal(self.secrets, sealed)
+
+    async def _merged_env(self, run: Run, variables: Mapping[str, str]) -> str | None:
+        """The chat's variables with ``variables`` laid over them, sealed. Variables that
+        can no longer be decrypted (another secret key) are replaced."""
+        chat = await self.chat_of(run)
+        current = self._open(chat.env_encrypted) if chat.env_encrypted else None
+        merged = {**(current or {}), **variables}
+        envvars.check(merged)
+        return self._seal(merged)
 
     async def _check_repo(self, user_id: str, task: NewTask) -> str | None:
         if task.repo_url is None:

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from agentyard.api import sse, views
 from agentyard.api.auth import current_user, yard
 from agentyard.api.body import json_object, optional_str, prompt_of
+from agentyard.core import envvars
 from agentyard.core import events as ev
 from agentyard.core.errors import InvalidInput
 from agentyard.core.repo_rules import is_branch_name
@@ -35,6 +36,7 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
         repo_url=optional_str(data, "repoUrl", max_len=2000),
         selected_branch=_branch(optional_str(data, "selectedBranch", max_len=255)),
         create_pull_request=_flag(data, "createPullRequest"),
+        env=envvars.parse(data.get(envvars.FIELD)),
     )
     service = yard(request).service
     if data.get("selectedAgents") is not None:
@@ -141,6 +143,7 @@ async def continue_task(run_id: str, request: Request, user: str = Depends(curre
         prompt=prompt_of(data, "prompt", "message"),
         model=optional_str(data, "model", max_len=200),
         agent=optional_str(data, "agent", max_len=40),
+        env=envvars.parse(data.get(envvars.FIELD)),
     )
     run = await yard(request).service.continue_task(user, run_id, follow_up)
     return {

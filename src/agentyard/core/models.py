@@ -22,6 +22,8 @@ class Chat:
     base_branch: str | None = None
     created_branch: str | None = None
     workspace_path: str | None = None
+    env_encrypted: str | None = field(default=None, repr=False)
+    """The chat's environment variables, sealed (JSON inside); never shown."""
 
 
 @dataclass

@@ -114,9 +114,11 @@ class Store:
         user_message: Message,
         after_run_id: str,
         on_insert: InTransaction | None = None,
+        chat_values: dict[str, Any] | None = None,
     ) -> bool:
         """Insert a follow-up run if the chat's latest run is still ``after_run_id`` and has
-        ended; False otherwise. Atomic: of two concurrent follow-ups, one wins."""
+        ended; False otherwise. Atomic: of two concurrent follow-ups, one wins (and only its
+        ``chat_values`` are written to the chat)."""
         async with self.transaction() as conn:
             # Lock the chat first (a row lock on PostgreSQL, the write lock on SQLite), so the
             # check below and the insert see no concurrent follow-up.
@@ -135,6 +137,10 @@ class Store:
             ).first()
             if latest is None or latest.run_id != after_run_id or latest.status in ACTIVE:
                 return False
+            if chat_values:
+                await conn.execute(
+                    t.chats.update().where(t.chats.c.chat_id == run.chat_id).values(chat_values)
+                )
             await self._insert_run(conn, run, user_message, None, on_insert)
             return True
 

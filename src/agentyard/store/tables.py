@@ -63,6 +63,8 @@ chats = sa.Table(
     sa.Column("created_branch", sa.String(255), nullable=True),
     sa.Column("workspace_path", sa.Text(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # The chat's environment variables (a task's secrets), sealed with the SecretBox.
+    sa.Column("env_encrypted", sa.Text(), nullable=True),
 )
 
 runs = sa.Table(
