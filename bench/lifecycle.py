@@ -9,7 +9,7 @@ Prints:
 - the median end-to-end time again with 50 SSE subscribers on every run (a run must not slow
   down for its audience).
 
-Usage: python bench/lifecycle.py [--runs 20]
+Usage: python bench/lifecycle.py [--runs 20] [--sandbox bwrap|none]
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ def timed_run(client: Any, server: ServerProcess, subscribers: int) -> tuple[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--sandbox", choices=["bwrap", "none"], default="bwrap")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ScriptedModelServer(SCRIPT) as model:
         root = Path(tmp)
@@ -158,6 +159,7 @@ def main() -> None:
                 "ANTHROPIC_BASE_URL": model.url,
                 "ANTHROPIC_API_KEY": "sk-ant-scripted",
                 "AGENTYARD_LOG_LEVEL": "warning",
+                "AGENTYARD_SANDBOX": args.sandbox,
             },
         )
         server = ServerProcess(root / "yard", env).start()
@@ -181,7 +183,7 @@ def main() -> None:
         finally:
             server.stop()
     d, s = statistics.median(direct), statistics.median(through)
-    print(f"runs: {args.runs}")
+    print(f"runs: {args.runs}, sandbox: {args.sandbox}")
     print(f"direct through the SDK: median {d * 1000:.0f} ms")
     print(f"through the server:     median {s * 1000:.0f} ms")
     print(f"ratio server/direct:    {s / d:.2f}")

@@ -338,10 +338,16 @@ def test_a_fresh_server_creates_and_prints_an_admin_key(tmp_path: Path) -> None:
 
 def test_a_killed_server_leaves_no_ghost_runs(tmp_path: Path) -> None:
     """SIGKILL mid-run, restart: the running run is interrupted (error + finish appended),
-    its orphaned processes are killed, and the queued runs survive and complete."""
+    its orphaned processes are killed, and the queued runs survive and complete. Unconfined,
+    so that the agent outlives its server (in a sandbox it dies with it: see the sandbox
+    tests) and the restart must find and kill it."""
     env = server_env(
         tmp_path,
-        {"AGENTYARD_COMMANDS": json.dumps(COMMANDS), "AGENTYARD_MAX_CONCURRENT_RUNS": "1"},
+        {
+            "AGENTYARD_COMMANDS": json.dumps(COMMANDS),
+            "AGENTYARD_MAX_CONCURRENT_RUNS": "1",
+            "AGENTYARD_SANDBOX": "none",
+        },
     )
     first = ServerProcess(tmp_path, env).start()
     with first.client() as c:

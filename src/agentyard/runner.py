@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,18 +12,27 @@ from typing import Any
 
 import structlog
 
+from agentyard.core import envvars
 from agentyard.core import events as ev
 from agentyard.core.clock import iso, utcnow
 from agentyard.core.events import Event
 from agentyard.core.models import Chat, Run
+from agentyard.core.redaction import RUNNING, DeltaRedactor, Redactor
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.runtimes.base import RUN_MARKER_ENV, AgentRuntime, RunOutcome, RunSpec
 from agentyard.runtimes.processes import kill_run_processes
+from agentyard.sandbox.base import Sandbox, SandboxRequest
+from agentyard.sandbox.none import NoSandbox
 from agentyard.store.store import RunEnded, Store
 from agentyard.workspace.workspaces import Prepared, WorkspaceError, Workspaces
 
 log = structlog.get_logger(__name__)
+
+_UNREADABLE_ENV = (
+    "the task's environment variables cannot be decrypted (was AGENTYARD_SECRET_KEY changed?); "
+    "continue the task with its environmentVariables given again"
+)
 
 
 @dataclass
@@ -57,7 +68,16 @@ class Runner:
         timeout_seconds: float,
         tokens: Callable[[str], Awaitable[str | None]],
         pull_requests: Callable[[Run, Chat, str], Awaitable[dict[str, Any]]] | None = None,
+        sandbox: Sandbox | None = None,
+        markers: Mapping[str, str] | None = None,
+        secrets: envvars.Box | None = None,
     ) -> None:
+        self.secrets = secrets
+        self._redaction: dict[str, DeltaRedactor] = {}
+        """The redaction of each run executing here (its secrets, its held-back deltas)."""
+        self.sandbox: Sandbox = sandbox or NoSandbox()
+        self.markers = dict(markers or {})
+        """Environment set in every agent process beside the run id (the installation)."""
         self.tokens = tokens
         self.pull_requests = pull_requests
         self.store = store
@@ -73,6 +93,13 @@ class Runner:
         Cancelling the calling task kills the agent's whole process tree and ends the run
         ``cancelled`` (or as ``control`` says, e.g. ``interrupted`` at shutdown).
         """
+        try:
+            return await self._execute(run, control)
+        finally:
+            self._redaction.pop(run.run_id, None)
+            RUNNING.unregister(run.run_id)
+
+    async def _execute(self, run: Run, control: RunControl | None) -> RunStatus:
         control = control or RunControl()
         bound = log.bind(run_id=run.run_id, chat_id=run.chat_id, agent=run.agent)
         started = run.started_at or utcnow()
@@ -96,7 +123,9 @@ class Runner:
             return RunStatus.FAILED
         status = RunStatus.COMPLETED if outcome.ok else RunStatus.FAILED
         await self._end(run, status, None if outcome.ok else (outcome.error or "failed"), outcome)
-        bound.info("run ended", status=status.value)
+        # The run's secrets are still registered here: the log processor redacts them.
+        failure = {} if outcome.ok else {"error": outcome.error}
+        bound.info("run ended", status=status.value, **failure)
         return status
 
     async def _run_agent(self, run: Run) -> RunOutcome:
@@ -105,6 +134,11 @@ class Runner:
             return RunOutcome(ok=False, error=f"runtime {run.agent!r} is not available")
         chat = await self.store.get_chat(run.chat_id)
         assert chat is not None
+        variables = self._variables(chat)
+        if variables is None:
+            return RunOutcome(ok=False, error=_UNREADABLE_ENV)
+        redaction = self._redaction[run.run_id] = DeltaRedactor(Redactor(variables.values()))
+        RUNNING.register(run.run_id, variables.values())
         token = await self.tokens(run.user_id) if chat.repo_url else None
         if chat.repo_url and token is None:
             return RunOutcome(
@@ -134,7 +168,7 @@ class Runner:
             state_dir=state_dir,
             resume_session=previous.session_id if same_runtime and previous else None,
             prior_totals=previous.totals if same_runtime and previous else None,
-            env={RUN_MARKER_ENV: run.run_id},
+            env={**variables, RUN_MARKER_ENV: run.run_id},
             timeout_seconds=self.timeout_seconds,
         )
 
@@ -143,9 +177,19 @@ class Runner:
                 if item.get("type") == ev.SESSION_INIT and item.get("sessionId"):
                     # Kept at once, so that even an interrupted run can be continued.
                     await self.store.update_run(run.run_id, session_id=str(item["sessionId"]))
-            await self.events.append(run.run_id, *events)
+            # Secrets redacted before anything is stored (deltas may be held back a little).
+            redacted = [out for item in events for out in redaction.feed(item)]
+            if redacted:
+                await self.events.append(run.run_id, *redacted)
 
-        outcome = await runtime.run(spec, emit)
+        request = SandboxRequest(
+            run.run_id,
+            workspace,
+            state_dir,
+            marker_env={**self.markers, RUN_MARKER_ENV: run.run_id},
+        )
+        async with self.sandbox.confine(request) as confined:
+            outcome = await runtime.run(dataclasses.replace(spec, sandbox=confined), emit)
         await asyncio.to_thread(kill_run_processes, run.run_id)
         status = await self._status(run.run_id)
         if status is None or status.terminal:
@@ -193,11 +237,34 @@ class Runner:
     async def _end(
         self, run: Run, status: RunStatus, error: str | None, outcome: RunOutcome | None
     ) -> None:
+        redactor = await self._redactor(run, needed=error is not None or outcome is not None)
+        redaction = self._redaction.get(run.run_id)
+        if redaction is not None and (held := redaction.flush()):
+            with contextlib.suppress(RunEnded):  # ended elsewhere: the finish is a no-op too
+                await self.events.append(run.run_id, *held)
         values: dict[str, Any] = {}
         if outcome is not None:
             values.update(usage=outcome.usage, cost_usd=outcome.cost_usd, totals=outcome.totals)
             if outcome.git is not None:
-                values["git"] = outcome.git
+                values["git"] = redactor.redact_value(outcome.git)
             if outcome.session_id:
                 values["session_id"] = outcome.session_id
+        error = redactor.redact(error) if error else error
         await self.events.finish(run.run_id, status, error=error, **values)
+
+    def _variables(self, chat: Chat) -> dict[str, str] | None:
+        """The chat's environment variables in clear; None when they cannot be decrypted."""
+        if chat.env_encrypted is None:
+            return {}
+        if self.secrets is None:
+            return None
+        return envvars.unseal(self.secrets, chat.env_encrypted)
+
+    async def _redactor(self, run: Run, needed: bool) -> Redactor:
+        """The run's redactor: its execution's here, else one read from its chat."""
+        redaction = self._redaction.get(run.run_id)
+        if redaction is not None:
+            return redaction.redactor
+        chat = await self.store.get_chat(run.chat_id) if needed else None
+        variables = self._variables(chat) if chat is not None else None
+        return Redactor((variables or {}).values())

@@ -12,6 +12,7 @@ import structlog
 from agentyard.connections import GitConnections, RepositoryRules
 from agentyard.core import apikeys
 from agentyard.crypto import SecretBox
+from agentyard.datadir import ensure_private_dir, make_database_private
 from agentyard.events.bus import LocalBus
 from agentyard.events.log import EventLog
 from agentyard.groups import Groups
@@ -19,8 +20,10 @@ from agentyard.queue.base import TaskQueue
 from agentyard.queue.local import LocalQueue
 from agentyard.reconcile import interrupt_orphans
 from agentyard.runner import Runner
-from agentyard.runtimes.base import AgentRuntime
+from agentyard.runtimes.base import INSTALLATION_ENV, AgentRuntime
+from agentyard.runtimes.processes import installation_id
 from agentyard.runtimes.registry import build_runtimes
+from agentyard.sandbox.factory import build_sandbox, start_sandbox
 from agentyard.service import Service
 from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
@@ -44,6 +47,9 @@ class Agentyard:
     ) -> None:
         self.settings = settings
         self.run_workers = run_workers
+        ensure_private_dir(settings.resolved_data_dir)
+        self.installation = installation_id(settings.resolved_data_dir)
+        """Carried by this installation's agent processes: its reaper kills only those."""
         self.store = Store(create_engine(settings.db_url))
         self.bus = LocalBus()
         self.events = EventLog(self.store, self.bus)
@@ -67,6 +73,7 @@ class Agentyard:
             git_state / "mirrors",
             settings.repo_hosts,
         )
+        self.sandbox = build_sandbox(settings)
         self.runner = Runner(
             self.store,
             self.events,
@@ -76,6 +83,9 @@ class Agentyard:
             settings.run_timeout_seconds,
             tokens=self.git.token,
             pull_requests=self.git.open_pull_request,
+            secrets=self.git.box,
+            sandbox=self.sandbox,
+            markers={INSTALLATION_ENV: self.installation},
         )
         self.scale_out = not is_sqlite(settings.db_url)
         self.queue: TaskQueue
@@ -87,6 +97,7 @@ class Agentyard:
                 self.store,
                 self.events,
                 self.runner,
+                installation=self.installation,
                 cancel_wait_seconds=settings.cancel_wait_seconds,
                 heartbeat_seconds=settings.worker_heartbeat_seconds,
                 stalled_after_seconds=settings.worker_stalled_seconds,
@@ -101,6 +112,7 @@ class Agentyard:
                 cancel_wait_seconds=settings.cancel_wait_seconds,
             )
         self._background: list[asyncio.Task[None]] = []
+        self._sandbox_started = False
         self.service = Service(
             self.store,
             self.events,
@@ -108,15 +120,19 @@ class Agentyard:
             self.runtimes,
             self.workspaces,
             RepositoryRules(self.git, settings.repo_hosts, settings.repo_private_hosts),
+            secrets=self.git.box,
         )
         self.groups = Groups(self.service, self.git)
 
     async def start(self) -> None:
         _widen_default_executor(self.settings.max_concurrent_runs)
         data_dir = self.settings.resolved_data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(data_dir)
         await asyncio.to_thread(migrate, self.settings.db_url)
+        make_database_private(self.settings.db_url)
         await self.ensure_admin_key()
+        if self.run_workers:
+            await self._start_sandbox()
         if self.scale_out:
             await self._start_scale_out()
         elif self.run_workers:
@@ -147,14 +163,23 @@ class Agentyard:
             raise RuntimeError("workers need AGENTYARD_DATABASE_URL=postgresql+psycopg://...")
         _widen_default_executor(concurrency)
         await asyncio.to_thread(migrate, self.settings.db_url)
+        await self._start_sandbox()
         await self.queue.start()
         await self.queue.run_workers(concurrency)
+
+    async def _start_sandbox(self) -> None:
+        """Only processes that execute runs need the sandbox (and its model proxy)."""
+        self.sandbox = await start_sandbox(self.sandbox, self.settings)
+        self.runner.sandbox = self.sandbox
+        self._sandbox_started = True
 
     async def stop(self) -> None:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.queue.stop()
+        if self._sandbox_started:
+            await self.sandbox.stop()
         await self.store.close()
 
     async def ensure_admin_key(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,6 +84,23 @@ class Settings(BaseSettings):
     git_author_name: str = "Agentyard"
     git_author_email: str = "agent@agentyard.local"
     git_timeout_seconds: float = Field(default=300.0, gt=0)
+
+    sandbox: Literal["auto", "bwrap", "none"] = "auto"
+    """How agents are confined: ``bwrap`` (the default wherever bubblewrap works) or ``none``."""
+    sandbox_network: Literal["model", "allowlist"] = "model"
+    """``model``: a sandbox reaches its model and nothing else; ``allowlist``: also the hosts
+    in ``sandbox_allowed_hosts``, through an HTTPS proxy."""
+    sandbox_allowed_hosts: list[str] = Field(default_factory=list)
+    """Hosts (``*.example.com`` for subdomains) an ``allowlist`` sandbox may connect to."""
+    sandbox_private_hosts: list[str] = Field(default_factory=list)
+    """Allowed hosts that may resolve to loopback/private addresses (JSON list)."""
+    sandbox_max_processes: int = Field(default=1024, ge=0)
+    sandbox_max_open_files: int = Field(default=8192, ge=0)
+    sandbox_max_file_bytes: int = Field(default=8 * 1024**3, ge=0)
+    sandbox_max_memory_bytes: int = Field(default=8 * 1024**3, ge=0)
+    sandbox_tmp_bytes: int = Field(default=2 * 1024**3, ge=0)
+    sandbox_readonly_paths: list[Path] = Field(default_factory=list)
+    """More host paths a sandbox sees read-only (e.g. a command agent's install)."""
 
     log_level: str = "info"
     log_format: str = "console"

@@ -24,4 +24,4 @@ async def list_agents(request: Request, _: str = Depends(current_user)) -> dict[
                 "defaultModel": state.default_model,
             }
         )
-    return {"agents": agents}
+    return {"agents": agents, "sandbox": yard(request).sandbox.describe()}

@@ -41,4 +41,9 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "version": __version__}
 
+    @app.get("/readyz")
+    async def readyz() -> dict[str, Any]:
+        described = yard.sandbox.describe()
+        return {"ready": True, "version": __version__, "sandbox": described["sandbox"]}
+
     return BodyLimit(app, settings.max_body_bytes, settings.max_upload_bytes)

@@ -8,9 +8,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agentyard.core.events import Event
+from agentyard.sandbox.base import Confinement
+from agentyard.sandbox.none import Unconfined
 
 RUN_MARKER_ENV = "AGENTYARD_RUN_ID"
 """Set in every agent process's environment so that cancel can find the whole tree."""
+
+INSTALLATION_ENV = "AGENTYARD_INSTALLATION"
+"""Set beside the run marker (to ``processes.installation_id(data dir)``), so that an orphan
+reaper kills only its own installation's agents, never another's on the same machine."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,8 @@ class RunSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for the agent process (includes the run marker)."""
     timeout_seconds: float = 3600.0
+    sandbox: Confinement = field(default_factory=Unconfined)
+    """Where the agent runs: the runtime starts its process through it."""
 
 
 @dataclass

@@ -27,6 +27,7 @@ from agentyard.core import events as ev
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
 
 KEY_ENV = "ANTHROPIC_API_KEY"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 _FILE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 
@@ -95,6 +96,8 @@ class ClaudeRuntime:
         system_prompt: SystemPromptPreset = {"type": "preset", "preset": "claude_code"}
         if self.system_prompt_append:
             system_prompt["append"] = self.system_prompt_append
+        env = self.environment(spec, config_dir)
+        cli = self._cli()
         return sdk.ClaudeAgentOptions(
             cwd=str(spec.workspace),
             permission_mode="bypassPermissions",
@@ -103,25 +106,34 @@ class ClaudeRuntime:
             model=spec.model or self.default_model,
             resume=spec.resume_session,
             max_turns=self.max_turns,
-            env=self.environment(spec, config_dir),
-            cli_path=self.cli_path,
+            env=env,
+            cli_path=spec.sandbox.command(cli, env) if cli else self.cli_path,
         )
 
     def environment(self, spec: RunSpec, config_dir: Path) -> dict[str, str]:
-        """What the SDK lays over ``os.environ`` for the CLI."""
-        env = {
-            key: _SDK_DEFAULTS.get(key, "")
-            for key in os.environ
-            if key.startswith(_BLANKED_PREFIXES) and not key.startswith(_SDK_PREFIX)
-        }
+        """What the SDK lays over ``os.environ`` for the CLI (in a sandbox: all it sees)."""
+        env: dict[str, str] = {}
+        if not spec.sandbox.isolated:
+            env = {
+                key: _SDK_DEFAULTS.get(key, "")
+                for key in os.environ
+                if key.startswith(_BLANKED_PREFIXES) and not key.startswith(_SDK_PREFIX)
+            }
+        env.update(_SDK_DEFAULTS)
+        env["CLAUDE_AGENT_SDK_VERSION"] = sdk.__version__
         env.update(_QUIET_ENV)
-        env[KEY_ENV] = self.anthropic_api_key or ""
-        if self.anthropic_base_url:
-            env["ANTHROPIC_BASE_URL"] = self.anthropic_base_url
+        model = spec.sandbox.endpoint(
+            "anthropic",
+            self.anthropic_base_url or DEFAULT_BASE_URL,
+            self.anthropic_api_key or "",
+            "x-api-key",
+        )
+        env[KEY_ENV] = model.api_key
+        env["ANTHROPIC_BASE_URL"] = model.base_url
         env["CLAUDE_CONFIG_DIR"] = str(config_dir)
         env.update(self.extra_env)
         env.update(spec.env)
-        return env
+        return spec.sandbox.environment(env)
 
     async def run(self, spec: RunSpec, emit: Emit) -> RunOutcome:
         if not self.anthropic_api_key:

@@ -104,14 +104,23 @@ class CodexRuntime:
         """The slug sent to the provider (an ``openai/`` routing prefix is dropped)."""
         return (spec.model or self.default_model).removeprefix("openai/")
 
-    def prepare_home(self, spec: RunSpec, model: str) -> Path:
+    def prepare_home(self, spec: RunSpec, model: str, base_url: str) -> Path:
         """Create the chat's ``CODEX_HOME`` and (re)write its ``config.toml``; returns the home."""
         home = spec.state_dir / "codex"
         home.mkdir(parents=True, exist_ok=True)
-        (home / "config.toml").write_text(self.config_toml(model))
+        # Confined, the environment holds only what the agent may have (the task's own
+        # variables, e.g. NPM_TOKEN): codex must not drop *KEY*/*TOKEN* names from shells.
+        toml = self.config_toml(model, base_url, spec.workspace, spec.sandbox.isolated)
+        (home / "config.toml").write_text(toml)
         return home
 
-    def config_toml(self, model: str) -> str:
+    def config_toml(
+        self,
+        model: str,
+        base_url: str | None = None,
+        workspace: Path | None = None,
+        confined: bool = False,
+    ) -> str:
         """codex's configuration: the provider, no network beyond it, no key."""
         retries = max(0, self.max_retries)
         return "\n".join(
@@ -136,10 +145,18 @@ class CodexRuntime:
                 "",
                 "[shell_environment_policy]",
                 f"exclude = [{_toml_str(_PROVIDER_KEY_ENV)}]",
+                f"ignore_default_excludes = {'true' if confined else 'false'}",
                 "",
+                # The workspace is a repository's code, not the operator's: its own
+                # .codex/config.toml (MCP servers are commands) must never be loaded.
+                *(
+                    [f"[projects.{_toml_str(str(workspace))}]", 'trust_level = "untrusted"', ""]
+                    if workspace is not None
+                    else []
+                ),
                 f"[model_providers.{PROVIDER}]",
                 'name = "Agentyard"',
-                f"base_url = {_toml_str(self.base_url or DEFAULT_BASE_URL)}",
+                f"base_url = {_toml_str(base_url or self.base_url or DEFAULT_BASE_URL)}",
                 f"env_key = {_toml_str(_PROVIDER_KEY_ENV)}",
                 'wire_api = "responses"',
                 f"request_max_retries = {retries}",
@@ -148,21 +165,33 @@ class CodexRuntime:
             ]
         )
 
-    def environment(self, spec: RunSpec, home: Path) -> dict[str, str]:
-        """What the SDK lays over ``os.environ`` for the app-server."""
-        env = {key: "" for key in os.environ if key.startswith(_BLANKED_PREFIXES)}
+    def environment(self, spec: RunSpec, home: Path, api_key: str) -> dict[str, str]:
+        """What the SDK lays over ``os.environ`` for the app-server (in a sandbox: all it
+        sees)."""
+        env: dict[str, str] = {}
+        if not spec.sandbox.isolated:
+            env = {key: "" for key in os.environ if key.startswith(_BLANKED_PREFIXES)}
         env["CODEX_HOME"] = str(home)
-        env[_PROVIDER_KEY_ENV] = self.api_key or ""
+        env[_PROVIDER_KEY_ENV] = api_key
         env.update(spec.env)
-        return env
+        return spec.sandbox.environment(env)
 
     async def run(self, spec: RunSpec, emit: Emit) -> RunOutcome:
         if not self.api_key:
             return RunOutcome(ok=False, error=f"Codex is not configured: set {KEY_ENV}")
         started = time.monotonic()
         model = self.model(spec)
-        home = self.prepare_home(spec, model)
-        config = CodexConfig(env=self.environment(spec, home), cwd=str(spec.workspace))
+        provider = spec.sandbox.endpoint(
+            "openai", self.base_url or DEFAULT_BASE_URL, self.api_key, "bearer"
+        )
+        home = self.prepare_home(spec, model, provider.base_url)
+        env = self.environment(spec, home, provider.api_key)
+        binary = _bundled_codex()
+        config = CodexConfig(
+            codex_bin=spec.sandbox.command(str(binary), env) if binary else None,
+            env=env,
+            cwd=str(spec.workspace),
+        )
         session = _Session(AsyncCodex(config), spec.env.get(RUN_MARKER_ENV))
         mapper = _Mapper(spec.workspace, emit, self.base_url or DEFAULT_BASE_URL)
         deadline = asyncio.timeout(spec.timeout_seconds)

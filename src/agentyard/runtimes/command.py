@@ -41,6 +41,9 @@ class CommandSpec(BaseModel):
 class CommandRuntime:
     commands: Mapping[str, CommandSpec]
     default: str | None = None
+    models: Mapping[str, tuple[str, str, tuple[str, str, str]]] = field(default_factory=dict)
+    """Model providers a confined command may use: route -> (base URL variable, key
+    variable, (upstream URL, real key, auth style)); handed over through the model proxy."""
     name: str = field(default="command", init=False)
 
     def availability(self) -> Availability:
@@ -68,10 +71,22 @@ class CommandRuntime:
         if command is None:
             return RunOutcome(ok=False, error=f"unknown command {name!r}")
         argv = [arg.replace("{prompt}", spec.prompt) for arg in command.argv]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
+        env: dict[str, str] = {}
+        if not spec.sandbox.isolated:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
+        else:
+            # Confined, a command may reach the configured models, through the proxy only.
+            for route, (url_env, key_env, upstream) in self.models.items():
+                model = spec.sandbox.endpoint(route, *upstream)
+                env[url_env], env[key_env] = model.base_url, model.api_key
         env.update(command.env)
         env.update(spec.env)
         env["AGENTYARD_PROMPT"] = spec.prompt
+        env = spec.sandbox.environment(env)
+        try:
+            argv[0] = spec.sandbox.command(argv[0], env)
+        except OSError as exc:
+            return RunOutcome(ok=False, error=f"cannot confine {argv[0]!r}: {exc}")
         timeout = min(command.timeout_seconds, spec.timeout_seconds)
         started = time.monotonic()
         try:

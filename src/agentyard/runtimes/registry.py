@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from agentyard.runtimes.base import AgentRuntime
+from agentyard.runtimes.claude import DEFAULT_BASE_URL as CLAUDE_URL
 from agentyard.runtimes.claude import ClaudeRuntime
+from agentyard.runtimes.codex import DEFAULT_BASE_URL as CODEX_URL
 from agentyard.runtimes.codex import CodexRuntime
 from agentyard.runtimes.command import CommandRuntime, load_commands
 from agentyard.settings import Settings
@@ -28,7 +30,14 @@ def build_runtimes(settings: Settings) -> dict[str, AgentRuntime]:
         prices=settings.codex_prices,
         max_retries=settings.codex_max_retries,
     )
+    models: dict[str, tuple[str, str, tuple[str, str, str]]] = {}
+    if claude.anthropic_api_key:
+        upstream = (claude.anthropic_base_url or CLAUDE_URL, claude.anthropic_api_key, "x-api-key")
+        models["anthropic"] = ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", upstream)
+    if codex.api_key:
+        upstream = (codex.base_url or CODEX_URL, codex.api_key, "bearer")
+        models["openai"] = ("OPENAI_BASE_URL", "OPENAI_API_KEY", upstream)
     command = CommandRuntime(
-        load_commands(settings.commands, settings.commands_file), settings.default_command
+        load_commands(settings.commands, settings.commands_file), settings.default_command, models
     )
     return {"claude": claude, "codex": codex, "command": command}

@@ -1,0 +1,1 @@
+"""Agent sandboxes: the port, its adapters (bubblewrap, none) and the model proxy."""

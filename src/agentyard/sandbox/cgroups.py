@@ -1,0 +1,125 @@
+"""Per-run process and memory limits through cgroups, where this process may create them.
+
+cgroup v2 (a delegated subtree) or the v1 ``pids`` and ``memory`` hierarchies, each
+found below this process's own cgroup. Where neither is writable (an unprivileged server
+outside a delegated subtree), runs get only the rlimits that the bridge sets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_ROOT = Path("/sys/fs/cgroup")
+_GROUP = "agentyard"
+
+
+@dataclass(frozen=True)
+class _Hierarchy:
+    base: Path
+    """``.../<own cgroup>/agentyard``: the runs' cgroups are created here."""
+    files: dict[str, str]
+    """Limit name -> the file that sets it in this hierarchy."""
+
+
+class Cgroups:
+    def __init__(self, processes: int, memory_bytes: int) -> None:
+        self.limits = {"processes": processes, "memory": memory_bytes}
+        self.hierarchies = _discover({k for k, v in self.limits.items() if v > 0})
+
+    def describe(self) -> list[str]:
+        return sorted({name for h in self.hierarchies for name in h.files})
+
+    def create(self, run_id: str) -> list[Path]:
+        """The run's cgroup directories (its processes are moved into each ``cgroup.procs``)."""
+        made: list[Path] = []
+        for hierarchy in self.hierarchies:
+            path = hierarchy.base / run_id
+            try:
+                path.mkdir(exist_ok=True)
+                for name, file in hierarchy.files.items():
+                    (path / file).write_text(str(self.limits[name]))
+            except OSError as exc:
+                log.warning("cgroup not created", path=str(path), error=str(exc))
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+                continue
+            made.append(path)
+        return made
+
+    @staticmethod
+    def remove(paths: list[Path]) -> None:
+        """Kill whatever is still in the run's cgroups, then remove them."""
+        for path in paths:
+            for _ in range(50):
+                try:
+                    pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.02)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def _own_paths() -> dict[str, str]:
+    """This process's cgroup path per hierarchy: ``""`` for v2, else the controller names."""
+    paths: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for name in controllers.split(",") if controllers else [""]:
+                paths[name] = path
+    return paths
+
+
+def _discover(wanted: set[str]) -> list[_Hierarchy]:
+    own = _own_paths()
+    found: list[_Hierarchy] = []
+    if (_ROOT / "cgroup.controllers").exists():
+        files = {"processes": "pids.max", "memory": "memory.max"}
+        base = _ROOT / own.get("", "/").lstrip("/") / _GROUP
+        hierarchy = _prepare(base, {k: v for k, v in files.items() if k in wanted}, v2=True)
+        return [hierarchy] if hierarchy else []
+    for controller, name, file in (
+        ("pids", "processes", "pids.max"),
+        ("memory", "memory", "memory.limit_in_bytes"),
+    ):
+        if name not in wanted or controller not in own:
+            continue
+        base = _ROOT / controller / own[controller].lstrip("/") / _GROUP
+        hierarchy = _prepare(base, {name: file}, v2=False)
+        if hierarchy:
+            found.append(hierarchy)
+    return found
+
+
+def _prepare(base: Path, files: dict[str, str], *, v2: bool) -> _Hierarchy | None:
+    if not files:
+        return None
+    try:
+        base.mkdir(exist_ok=True)
+        if v2:
+            controllers = " ".join("+" + f.split(".")[0] for f in files.values())
+            (base / "cgroup.subtree_control").write_text(controllers)
+        probe = base / f"probe-{os.getpid()}"
+        probe.mkdir(exist_ok=True)
+        ok = all((probe / f).exists() for f in files.values()) and os.access(
+            probe / "cgroup.procs", os.W_OK
+        )
+        probe.rmdir()
+    except OSError:
+        return None
+    return _Hierarchy(base, files) if ok else None
