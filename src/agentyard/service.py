@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -108,13 +109,7 @@ class Service:
         repo_url = await self._check_repo(user_id, task)
         sealed = self._seal(task.env)
         now = utcnow()
-        chat = Chat(
-            chat_id=ids.new_chat_id(),
-            user_id=user_id,
-            created_at=now,
-            title=task.title,
-            env_encrypted=sealed,
-        )
+        chat = _new_chat(user_id, task, sealed, now)
         run = self._new_run(
             user_id, chat.chat_id, agent, task.model, task.prompt, None, _options(task)
         )
@@ -138,13 +133,7 @@ class Service:
         now = utcnow()
         items: list[tuple[Run, Message, Chat]] = []
         for index, (agent, choice) in enumerate(zip(agents, choices, strict=True)):
-            chat = Chat(
-                chat_id=ids.new_chat_id(),
-                user_id=user_id,
-                created_at=now,
-                title=task.title,
-                env_encrypted=sealed,
-            )
+            chat = _new_chat(user_id, task, sealed, now)
             run = self._new_run(
                 user_id,
                 chat.chat_id,
@@ -376,3 +365,13 @@ class Service:
             parts=[{"type": "text", "text": run.prompt}],
             created_at=run.created_at,
         )
+
+
+def _new_chat(user_id: str, task: NewTask, sealed: str | None, now: datetime) -> Chat:
+    return Chat(
+        chat_id=ids.new_chat_id(),
+        user_id=user_id,
+        created_at=now,
+        title=task.title,
+        env_encrypted=sealed,
+    )
