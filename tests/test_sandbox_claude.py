@@ -3,6 +3,7 @@ itself reaches the model only through the proxy, with a per-run token."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,46 @@ def test_a_repositorys_agent_settings_stay_inert(client: httpx.Client) -> None:
         status = wait_status(client, previous, {"completed", "failed"}, timeout=120)
         assert status["status"] == "completed", status
     assert sorted(p.name for p in workspace.glob("PWNED*")) == []
+
+
+def test_codex_shell_commands_get_the_tasks_variables(
+    client: httpx.Client, model: ScriptedModelServer
+) -> None:
+    """A task's variable named like a secret (NPM_TOKEN) reaches codex's shell commands in the
+    sandbox (codex would otherwise drop *TOKEN* names), while the run's own model token does
+    not."""
+    command = (
+        'printf %s "$NPM_TOKEN" | sha256sum > sum.txt; '
+        'printf %s "$AGENTYARD_CODEX_API_KEY" > key.txt'
+    )
+    model.set_script(
+        {
+            "scenarios": [
+                {
+                    "match": "^token",
+                    "turns": [
+                        {"tool_calls": [{"name": "exec_command", "input": {"cmd": command}}]},
+                        {"text": "done"},
+                    ],
+                }
+            ]
+        }
+    )
+    value = "npm_secret_value_123456"
+    r = client.post(
+        "/api/v1/tasks",
+        json={
+            "prompt": "token check",
+            "agent": "codex",
+            "environmentVariables": {"NPM_TOKEN": value},
+        },
+    )
+    assert r.status_code == 200, r.text
+    run_id = r.json()["runId"]
+    assert (
+        wait_status(client, run_id, {"completed", "failed"}, timeout=120)["status"] == "completed"
+    )
+    files = client.get(f"/api/v1/tasks/{run_id}/files/sum.txt").json()
+    assert files["content"].split()[0] == hashlib.sha256(value.encode()).hexdigest()
+    key = client.get(f"/api/v1/tasks/{run_id}/files/key.txt").json()
+    assert key["content"] == ""

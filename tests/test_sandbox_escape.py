@@ -364,3 +364,21 @@ def test_agents_die_with_the_server(tmp_path: Path) -> None:
         assert _sleepers("sleep\0" + "271") == []
     finally:
         proc.stop()
+
+
+def test_no_sandbox_is_never_silent(tmp_path: Path) -> None:
+    """AGENTYARD_SANDBOX=none runs agents unconfined, and says so: a start-up warning, and
+    /agents and /readyz report it."""
+    env = server_env(
+        tmp_path, {"AGENTYARD_SANDBOX": "none", "AGENTYARD_COMMANDS": json.dumps(COMMANDS)}
+    )
+    proc = ServerProcess(tmp_path, env).start()
+    try:
+        with proc.client() as c:
+            assert c.get("/api/v1/agents").json()["sandbox"]["sandbox"] == "none"
+            assert c.get("/readyz").json()["sandbox"] == "none"
+            task = run_script(c, "id -u")
+            assert output(task).strip() == str(os.getuid())
+    finally:
+        proc.stop()
+    assert "agents run unconfined" in proc.logs()
