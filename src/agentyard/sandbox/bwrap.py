@@ -46,6 +46,7 @@ log = structlog.get_logger(__name__)
 BRIDGE_PORT = 10080
 """The model bridge's port inside every sandbox (each has its own network namespace)."""
 _INSIDE = "/run/agentyard"
+_RUNTIME_PREFIX = "agentyard-sandbox-"
 _UID = 1000
 
 _ETC = (
@@ -176,7 +177,9 @@ class BwrapSandbox:
         self.readonly = _unique([Path(sys.prefix), Path(sys.base_prefix), *(readonly_paths or [])])
         self.cgroups = Cgroups(self.limits.processes, self.limits.memory_bytes)
         # Private to this process (0700), and short: a Unix socket path has a length limit.
-        self.runtime_dir = Path(tempfile.gettempdir()) / f"agentyard-sandbox-{uuid.uuid4().hex}"
+        self.runtime_dir = (
+            Path(tempfile.gettempdir()) / f"{_RUNTIME_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        )
         self.proxy = ModelProxy(self.runtime_dir / "model.sock", egress=egress)
         self._runs = self.runtime_dir / "runs"
 
@@ -196,6 +199,7 @@ class BwrapSandbox:
         }
 
     async def start(self) -> None:
+        await asyncio.to_thread(_remove_stale_runtime_dirs, self.runtime_dir.parent)
         self.runtime_dir.mkdir(mode=0o700)
         self._runs.mkdir(mode=0o700)
         shutil.copyfile(bridge.__file__, self.runtime_dir / "bridge.py")
@@ -318,3 +322,17 @@ def _unique(paths: list[Path]) -> list[Path]:
         if resolved not in out and not any(_under(resolved, p) for p in out):
             out = [p for p in out if not _under(p, resolved)] + [resolved]
     return out
+
+
+def _remove_stale_runtime_dirs(parent: Path) -> None:
+    """Runtime directories of processes that died without cleaning up (kill -9)."""
+    for path in parent.glob(f"{_RUNTIME_PREFIX}*"):
+        pid = path.name.removeprefix(_RUNTIME_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or path.is_symlink() or path.stat().st_uid != os.geteuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's

@@ -1,0 +1,57 @@
+"""The bubblewrap sandbox's own bookkeeping, in process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from agentyard.sandbox.base import SandboxRequest
+from agentyard.sandbox.bwrap import BwrapSandbox
+
+
+async def test_stale_runtime_dirs_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    """A runtime directory left by a process that died (kill -9) is removed at the next
+    start; a live process's is kept."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    parent = Path(tempfile.gettempdir())
+    stale = parent / f"agentyard-sandbox-{dead.pid}-test"
+    alive = parent / f"agentyard-sandbox-{os.getpid()}-test"
+    for path in (stale, alive):
+        path.mkdir()
+        (path / "model.sock").write_text("")
+    sandbox = BwrapSandbox(data_dir=tmp_path / "data")
+    await sandbox.start()
+    try:
+        assert not stale.exists() and alive.exists()
+    finally:
+        await sandbox.stop()
+        (alive / "model.sock").unlink()
+        alive.rmdir()
+    assert not sandbox.runtime_dir.exists()
+
+
+async def test_a_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Leaving a confinement revokes its token and removes its scripts and cgroups."""
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "state").mkdir()
+    sandbox = BwrapSandbox(data_dir=tmp_path / "data")
+    await sandbox.start()
+    try:
+        request = SandboxRequest("unit-run", tmp_path / "ws", tmp_path / "state")
+        async with sandbox.confine(request) as confined:
+            env = confined.environment({"FOO": "bar"})
+            script = Path(confined.command("sh", env))
+            out = subprocess.run(
+                [str(script), "-c", "echo $FOO $HOME; id -u"], env=env, capture_output=True
+            )
+            assert out.stdout.decode().split() == ["bar", "/home/agent", "1000"]
+            token = confined.token
+            cgroups = list(confined.cgroups)
+        assert not script.exists()
+        assert sandbox.proxy.authorise([(b"x-api-key", token.encode())]) is None
+        assert all(not path.exists() for path in cgroups)
+    finally:
+        await sandbox.stop()
