@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -14,8 +14,8 @@ from agentyard.sandbox.bwrap import BwrapSandbox
 async def test_stale_runtime_dirs_of_dead_processes_are_removed(tmp_path: Path) -> None:
     """A runtime directory left by a process that died (kill -9) is removed at the next
     start; a live process's is kept."""
-    dead = subprocess.Popen(["true"])
-    dead.wait()
+    dead = await asyncio.create_subprocess_exec("true")
+    await dead.wait()
     parent = Path(tempfile.gettempdir())
     stale = parent / f"agentyard-sandbox-{dead.pid}-test"
     alive = parent / f"agentyard-sandbox-{os.getpid()}-test"
@@ -44,10 +44,11 @@ async def test_a_run_leaves_nothing_behind(tmp_path: Path) -> None:
         async with sandbox.confine(request) as confined:
             env = confined.environment({"FOO": "bar"})
             script = Path(confined.command("sh", env))
-            out = subprocess.run(
-                [str(script), "-c", "echo $FOO $HOME; id -u"], env=env, capture_output=True
+            proc = await asyncio.create_subprocess_exec(
+                str(script), "-c", "echo $FOO $HOME; id -u", env=env, stdout=asyncio.subprocess.PIPE
             )
-            assert out.stdout.decode().split() == ["bar", "/home/agent", "1000"]
+            out, _ = await proc.communicate()
+            assert out.decode().split() == ["bar", "/home/agent", "1000"]
             token = confined.token
             cgroups = list(confined.cgroups)
         assert not script.exists()
