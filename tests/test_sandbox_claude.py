@@ -186,3 +186,29 @@ def test_codex_shell_commands_get_the_tasks_variables(
     assert files["content"].split()[0] == hashlib.sha256(value.encode()).hexdigest()
     key = client.get(f"/api/v1/tasks/{run_id}/files/key.txt").json()
     assert key["content"] == ""
+
+
+def test_links_planted_in_the_agent_state_are_never_written_through(
+    client: httpx.Client, server: ServerProcess
+) -> None:
+    """An agent that replaces its state (CODEX_HOME, CLAUDE_CONFIG_DIR, codex's config.toml)
+    with links to host paths cannot make the server write there on the next run."""
+    victim_dir, victim_file = server.data_dir / "victim-dir", server.data_dir / "victim.toml"
+    victim_dir.mkdir()
+    victim_file.write_text("precious\n")
+    plant = (
+        f"state=$(ls -d {server.data_dir}/runtime-state/chat_*/ | head -1); "
+        f"rm -rf $state/codex $state/claude; ln -s {victim_dir} $state/claude; "
+        f"mkdir $state/codex; ln -s {victim_file} $state/codex/config.toml; echo planted"
+    )
+    r = client.post("/api/v1/tasks", json={"prompt": plant, "agent": "command"})
+    first = r.json()["runId"]
+    assert wait_status(client, first, {"completed"})["status"] == "completed"
+    previous = first
+    for agent in ("codex", "claude"):
+        r = client.post(f"/api/v1/tasks/{previous}/continue", json={"prompt": "hi", "agent": agent})
+        previous = r.json()["runId"]
+        status = wait_status(client, previous, {"completed", "failed"}, timeout=120)
+        assert status["status"] == "completed", status
+    assert victim_file.read_text() == "precious\n"
+    assert list(victim_dir.iterdir()) == []

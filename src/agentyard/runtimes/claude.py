@@ -24,6 +24,7 @@ import claude_agent_sdk as sdk
 from claude_agent_sdk.types import SystemPromptPreset
 
 from agentyard.core import events as ev
+from agentyard.runtimes import statedir
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
 
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -91,8 +92,7 @@ class ClaudeRuntime:
 
     def options(self, spec: RunSpec) -> sdk.ClaudeAgentOptions:
         """The SDK options of a run (creates its config directory)."""
-        config_dir = spec.state_dir / "claude"
-        config_dir.mkdir(parents=True, exist_ok=True)
+        config_dir = statedir.own_dir(spec.state_dir, "claude")
         system_prompt: SystemPromptPreset = {"type": "preset", "preset": "claude_code"}
         if self.system_prompt_append:
             system_prompt["append"] = self.system_prompt_append

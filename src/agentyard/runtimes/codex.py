@@ -33,6 +33,7 @@ from openai_codex import (
 from openai_codex.models import Notification, UnknownNotification
 
 from agentyard.core import events as ev
+from agentyard.runtimes import statedir
 from agentyard.runtimes.base import RUN_MARKER_ENV, Availability, Emit, RunOutcome, RunSpec
 from agentyard.runtimes.pricing import ModelPrice, cost_usd, price_for
 from agentyard.runtimes.processes import kill_run_processes
@@ -106,12 +107,11 @@ class CodexRuntime:
 
     def prepare_home(self, spec: RunSpec, model: str, base_url: str) -> Path:
         """Create the chat's ``CODEX_HOME`` and (re)write its ``config.toml``; returns the home."""
-        home = spec.state_dir / "codex"
-        home.mkdir(parents=True, exist_ok=True)
+        home = statedir.own_dir(spec.state_dir, "codex")
         # Confined, the environment holds only what the agent may have (the task's own
         # variables, e.g. NPM_TOKEN): codex must not drop *KEY*/*TOKEN* names from shells.
         toml = self.config_toml(model, base_url, spec.workspace, spec.sandbox.isolated)
-        (home / "config.toml").write_text(toml)
+        statedir.write_file(home, "config.toml", toml)
         return home
 
     def config_toml(
