@@ -146,7 +146,12 @@ async def test_cancel_releases_held_text_and_forgets_the_secrets(
     run = await app.service.create_task("u", NewTask(prompt="p", env={"NPM_TOKEN": SECRET}))
     await asyncio.wait_for(runtime.started.wait(), 15)
     assert RUNNING.redactor.redact(f"log {SECRET}") == f"log {REDACTED}"  # for the logs
-    stored = [s.data for s in await app.events.read(run.run_id)]
+    # Events reach the table through the run's writer, in order, a moment after emit.
+    for _ in range(200):
+        stored = [s.data for s in await app.events.read(run.run_id)]
+        if deltas(stored, "t1"):
+            break
+        await asyncio.sleep(0.02)
     assert deltas(stored, "t1") == f"{REDACTED} then "  # the possible start is held back
     assert (await app.service.cancel("u", run.run_id)).success
     stored = [s.data for s in await app.events.read(run.run_id)]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -20,14 +19,18 @@ from agentyard.core.models import Chat, Run
 from agentyard.core.redaction import RUNNING, DeltaRedactor, Redactor
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
+from agentyard.events.writer import EventWriter
 from agentyard.runtimes.base import RUN_MARKER_ENV, AgentRuntime, RunOutcome, RunSpec
 from agentyard.runtimes.processes import kill_run_processes
 from agentyard.sandbox.base import Sandbox, SandboxRequest
 from agentyard.sandbox.none import NoSandbox
+from agentyard.store.faults import DatabaseFault, RetryPolicy, public_message
 from agentyard.store.store import RunEnded, Store
 from agentyard.workspace.workspaces import Prepared, WorkspaceError, Workspaces
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 _UNREADABLE_ENV = (
     "the task's environment variables cannot be decrypted (was AGENTYARD_SECRET_KEY changed?); "
@@ -71,7 +74,13 @@ class Runner:
         sandbox: Sandbox | None = None,
         markers: Mapping[str, str] | None = None,
         secrets: envvars.Box | None = None,
+        policy: RetryPolicy | None = None,
+        event_buffer_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        self.policy = policy or RetryPolicy()
+        """How long a run rides out a database outage (its writes are retried meanwhile)."""
+        self.event_buffer_bytes = event_buffer_bytes
+        self._writers: dict[str, EventWriter] = {}
         self.secrets = secrets
         self._redaction: dict[str, DeltaRedactor] = {}
         """The redaction of each run executing here (its secrets, its held-back deltas)."""
@@ -93,33 +102,49 @@ class Runner:
         Cancelling the calling task kills the agent's whole process tree and ends the run
         ``cancelled`` (or as ``control`` says, e.g. ``interrupted`` at shutdown).
         """
+        writer = EventWriter(self.events, run.run_id, self.policy, self.event_buffer_bytes)
+        self._writers[run.run_id] = writer
         try:
             return await self._execute(run, control)
         finally:
             self._redaction.pop(run.run_id, None)
             RUNNING.unregister(run.run_id)
+            if self._writers.get(run.run_id) is writer:
+                del self._writers[run.run_id]
+            await writer.close()
 
     async def _execute(self, run: Run, control: RunControl | None) -> RunStatus:
         control = control or RunControl()
         bound = log.bind(run_id=run.run_id, chat_id=run.chat_id, agent=run.agent)
         started = run.started_at or utcnow()
+        writer = self._writers[run.run_id]
         try:
-            await self.events.append(run.run_id, ev.start(run.run_id, iso(started) or ""))
-            outcome = await self._run_agent(run)
+            await writer.emit(ev.start(run.run_id, iso(started) or ""))
+            outcome = await self._run_agent(run, writer)
         except RunEnded:
             # Ended elsewhere (cancelled, or declared dead) while executing here: stop.
             await asyncio.to_thread(kill_run_processes, run.run_id)
             bound.info("run ended elsewhere; stopped")
-            return (await self._status(run.run_id)) or RunStatus.CANCELLED
+            status = await self.policy.run(
+                lambda: self._status(run.run_id), what="read the run's status", forever=True
+            )
+            return status or RunStatus.CANCELLED
         except asyncio.CancelledError:
             # Shielded: a second cancel must not leave the run without its terminal status.
             await asyncio.shield(self.stop(run, control))
             bound.info("run stopped", status=control.outcome()[0].value)
             raise
+        except DatabaseFault as exc:
+            # An outage past the limit, a full buffer or a full disk: the agent stops, and
+            # the run ends naming the database as soon as the database takes the write.
+            bound.error("run stopped by the database", error=str(exc))
+            await asyncio.to_thread(kill_run_processes, run.run_id)
+            await self._end(run, RunStatus.FAILED, str(exc), None)
+            return RunStatus.FAILED
         except Exception as exc:  # a bug or an unexpected failure: the run must still end
             bound.exception("run crashed")
             await asyncio.to_thread(kill_run_processes, run.run_id)
-            await self._end(run, RunStatus.FAILED, f"internal error: {exc}", None)
+            await self._end(run, RunStatus.FAILED, public_message(exc), None)
             return RunStatus.FAILED
         status = RunStatus.COMPLETED if outcome.ok else RunStatus.FAILED
         await self._end(run, status, None if outcome.ok else (outcome.error or "failed"), outcome)
@@ -128,18 +153,26 @@ class Runner:
         bound.info("run ended", status=status.value, **failure)
         return status
 
-    async def _run_agent(self, run: Run) -> RunOutcome:
+    async def _db(self, op: Callable[[], Awaitable[T]], what: str) -> T:
+        """A database call the run depends on, retried across an outage up to the limit."""
+        return await self.policy.run(op, what=what)
+
+    async def _run_agent(self, run: Run, writer: EventWriter) -> RunOutcome:
         runtime = self.runtimes.get(run.agent)
         if runtime is None:
             return RunOutcome(ok=False, error=f"runtime {run.agent!r} is not available")
-        chat = await self.store.get_chat(run.chat_id)
+        chat = await self._db(lambda: self.store.get_chat(run.chat_id), "read the chat")
         assert chat is not None
         variables = self._variables(chat)
         if variables is None:
             return RunOutcome(ok=False, error=_UNREADABLE_ENV)
         redaction = self._redaction[run.run_id] = DeltaRedactor(Redactor(variables.values()))
         RUNNING.register(run.run_id, variables.values())
-        token = await self.tokens(run.user_id) if chat.repo_url else None
+        token = (
+            await self._db(lambda: self.tokens(run.user_id), "read the GitHub token")
+            if chat.repo_url
+            else None
+        )
         if chat.repo_url and token is None:
             return RunOutcome(
                 ok=False, error="no GitHub token stored: connect GitHub (POST /api/v1/git/config)"
@@ -151,11 +184,22 @@ class Runner:
         workspace = prepared.path
         if chat.workspace_path != str(workspace) or chat.base_branch != prepared.base_branch:
             chat.workspace_path, chat.base_branch = str(workspace), prepared.base_branch
-            await self.store.update_chat(
-                chat.chat_id, workspace_path=chat.workspace_path, base_branch=chat.base_branch
+            await self._db(
+                lambda: self.store.update_chat(
+                    chat.chat_id, workspace_path=chat.workspace_path, base_branch=chat.base_branch
+                ),
+                "update the chat",
             )
-        await self.store.update_run(run.run_id, git={"baseSha": prepared.base_sha})
-        previous = await self.store.get_run(run.previous_run_id) if run.previous_run_id else None
+        await self._db(
+            lambda: self.store.update_run(run.run_id, git={"baseSha": prepared.base_sha}),
+            "update the run",
+        )
+        previous_id = run.previous_run_id
+        previous = (
+            await self._db(lambda: self.store.get_run(previous_id), "read the previous run")
+            if previous_id
+            else None
+        )
         same_runtime = previous is not None and previous.agent == run.agent
         state_dir = self.state_root / run.chat_id
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -173,14 +217,15 @@ class Runner:
         )
 
         async def emit(*events: Event) -> None:
+            values: dict[str, Any] = {}
             for item in events:
                 if item.get("type") == ev.SESSION_INIT and item.get("sessionId"):
-                    # Kept at once, so that even an interrupted run can be continued.
-                    await self.store.update_run(run.run_id, session_id=str(item["sessionId"]))
+                    # Kept with the next write, so that even an interrupted run can be continued.
+                    values["session_id"] = str(item["sessionId"])
             # Secrets redacted before anything is stored (deltas may be held back a little).
             redacted = [out for item in events for out in redaction.feed(item)]
-            if redacted:
-                await self.events.append(run.run_id, *redacted)
+            if redacted or values:
+                await writer.emit(*redacted, **values)
 
         request = SandboxRequest(
             run.run_id,
@@ -191,7 +236,9 @@ class Runner:
         async with self.sandbox.confine(request) as confined:
             outcome = await runtime.run(dataclasses.replace(spec, sandbox=confined), emit)
         await asyncio.to_thread(kill_run_processes, run.run_id)
-        status = await self._status(run.run_id)
+        # Everything the agent said is stored before the run is judged (or DatabaseFault).
+        await writer.flush()
+        status = await self._db(lambda: self._status(run.run_id), "read the run's status")
         if status is None or status.terminal:
             raise RunEnded(run.run_id)  # e.g. cancelled: its work is neither saved nor pushed
         # Saved whether the agent succeeded or not: a failed run's partial work is committed
@@ -237,11 +284,14 @@ class Runner:
     async def _end(
         self, run: Run, status: RunStatus, error: str | None, outcome: RunOutcome | None
     ) -> None:
-        redactor = await self._redactor(run, needed=error is not None or outcome is not None)
+        redactor = await self.policy.run(
+            lambda: self._redactor(run, needed=error is not None or outcome is not None),
+            what="read the chat",
+            forever=True,
+        )
         redaction = self._redaction.get(run.run_id)
-        if redaction is not None and (held := redaction.flush()):
-            with contextlib.suppress(RunEnded):  # ended elsewhere: the finish is a no-op too
-                await self.events.append(run.run_id, *held)
+        held = redaction.flush() if redaction is not None else []
+        await self._store_last_events(run, held)
         values: dict[str, Any] = {}
         if outcome is not None:
             values.update(usage=outcome.usage, cost_usd=outcome.cost_usd, totals=outcome.totals)
@@ -250,7 +300,34 @@ class Runner:
             if outcome.session_id:
                 values["session_id"] = outcome.session_id
         error = redactor.redact(error) if error else error
-        await self.events.finish(run.run_id, status, error=error, **values)
+        # A terminal write is retried until it lands (also past a full disk): a run must
+        # never stay ``running`` after its executor let go of it.
+        await self.policy.run(
+            lambda: self.events.finish(run.run_id, status, error=error, **values),
+            what="end the run",
+            forever=True,
+        )
+
+    async def _store_last_events(self, run: Run, held: list[Event]) -> None:
+        """What the run's writer still holds goes before ``finish``, if it can be stored."""
+        writer = self._writers.get(run.run_id)
+        try:
+            if writer is not None:
+                if held:
+                    await writer.emit(*held)
+                await writer.flush()
+            elif held:
+                await self.policy.run(
+                    lambda: self.events.append(run.run_id, *held), what="append events"
+                )
+        except RunEnded:
+            pass  # ended elsewhere: the finish is a no-op too
+        except Exception as exc:  # e.g. DatabaseFault: the run ends without them
+            log.warning(
+                "events lost at the end of a run", run_id=run.run_id, error=public_message(exc)
+            )
+            if writer is not None:
+                writer.discard()
 
     def _variables(self, chat: Chat) -> dict[str, str] | None:
         """The chat's environment variables in clear; None when they cannot be decrypted."""

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
+import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import structlog
 
@@ -27,6 +33,7 @@ from agentyard.sandbox.factory import build_sandbox, start_sandbox
 from agentyard.service import Service
 from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
+from agentyard.store.faults import RetryPolicy, public_message
 from agentyard.store.store import Store
 from agentyard.workspace.git import Git
 from agentyard.workspace.github import GitHub
@@ -86,6 +93,8 @@ class Agentyard:
             secrets=self.git.box,
             sandbox=self.sandbox,
             markers={INSTALLATION_ENV: self.installation},
+            policy=RetryPolicy(outage_seconds=settings.db_outage_seconds),
+            event_buffer_bytes=settings.event_buffer_bytes,
         )
         self.scale_out = not is_sqlite(settings.db_url)
         self.queue: TaskQueue
@@ -101,6 +110,7 @@ class Agentyard:
                 cancel_wait_seconds=settings.cancel_wait_seconds,
                 heartbeat_seconds=settings.worker_heartbeat_seconds,
                 stalled_after_seconds=settings.worker_stalled_seconds,
+                reap_every_seconds=settings.sweep_seconds,
             )
         else:
             self.queue = LocalQueue(
@@ -110,9 +120,11 @@ class Agentyard:
                 settings.max_concurrent_runs,
                 poll_seconds=settings.queue_poll_seconds,
                 cancel_wait_seconds=settings.cancel_wait_seconds,
+                sweep_seconds=settings.sweep_seconds,
             )
         self._background: list[asyncio.Task[None]] = []
         self._sandbox_started = False
+        self._signal_handlers: list[tuple[int, Any, Any]] = []
         self.service = Service(
             self.store,
             self.events,
@@ -126,6 +138,7 @@ class Agentyard:
 
     async def start(self) -> None:
         _widen_default_executor(self.settings.max_concurrent_runs)
+        self._end_streams_on_exit()
         data_dir = self.settings.resolved_data_dir
         ensure_private_dir(data_dir)
         await asyncio.to_thread(migrate, self.settings.db_url)
@@ -143,6 +156,10 @@ class Agentyard:
             if n:
                 log.warning("interrupted runs left by a previous server", count=n)
             await self.queue.start()
+        # Everything loaded so far (the application, SQLAlchemy, the SDKs) lives as long as
+        # the process: out of the collector's sight, a full collection takes a few ms rather
+        # than the tens of ms that stall every request while a chatty run allocates.
+        gc.freeze()
 
     async def _start_scale_out(self) -> None:
         from agentyard.queue.procrastinate_queue import ProcrastinateQueue, listen_for_events
@@ -165,6 +182,7 @@ class Agentyard:
         await asyncio.to_thread(migrate, self.settings.db_url)
         await self._start_sandbox()
         await self.queue.start()
+        gc.freeze()  # as in start(): the worker's heartbeat must not wait on the collector
         await self.queue.run_workers(concurrency)
 
     async def _start_sandbox(self) -> None:
@@ -173,7 +191,48 @@ class Agentyard:
         self.runner.sandbox = self.sandbox
         self._sandbox_started = True
 
+    def _end_streams_on_exit(self) -> None:
+        """On SIGTERM/SIGINT, end every open SSE stream at once (a last comment, then the
+        end of the body) rather than let the HTTP server cut them mid-chunk after its grace
+        period: clients see a clean end and reconnect. The server's own handler (uvicorn's,
+        installed before the application starts) still runs."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop has already closed
+                    loop.call_soon_threadsafe(self.bus.close)
+                previous(signum, frame)
+
+            signal.signal(sig, handler)
+            self._signal_handlers.append((sig, previous, handler))
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, previous, ours in reversed(self._signal_handlers):
+            if signal.getsignal(sig) is ours:
+                signal.signal(sig, previous)
+        self._signal_handlers.clear()
+
+    async def ready(self) -> dict[str, Any]:
+        """Whether this process can serve: the database answers, its slots are alive."""
+        problems: list[str] = []
+        try:
+            await asyncio.wait_for(self.store.ping(), timeout=5)
+        except Exception as exc:
+            problems.append(public_message(exc))
+        healthy = getattr(self.queue, "healthy", True)
+        if not healthy:
+            problems.append("execution capacity is broken (a worker or slot is down)")
+        return {"ready": not problems, "problems": problems}
+
     async def stop(self) -> None:
+        self.bus.close()
+        self._restore_signal_handlers()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

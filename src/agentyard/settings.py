@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=2.0, gt=0)
     worker_stalled_seconds: float = Field(default=10.0, gt=0)
     """A worker silent this long is presumed dead and its runs end ``interrupted``."""
+    db_outage_seconds: float = Field(default=60.0, gt=0)
+    """A run rides out a database outage this long (its writes retried, its events
+    buffered); then it ends ``failed``, naming the database."""
+    event_buffer_bytes: int = Field(default=64 * 1024 * 1024, ge=65536)
+    """The events a run may hold in memory while the database is away."""
+    sweep_seconds: float = Field(default=5.0, gt=0)
+    """How often every process ends ``running`` runs whose executor is gone."""
 
     api_key: SecretStr | None = None
     """Accepted as a key of the ``admin`` user, beside the keys in the database."""

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import sqlalchemy.exc as sa_exc
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from agentyard.core import errors
+from agentyard.store.faults import (
+    DISK_FULL,
+    UNAVAILABLE,
+    DatabaseFault,
+    is_disk_full,
+    is_transient,
+    public_message,
+)
+
+log = structlog.get_logger(__name__)
+
+_RETRY_AFTER = 5
+_RETRY_AFTER_DISK_FULL = 30
 
 STATUS: dict[type[errors.AgentyardError], int] = {
     errors.InvalidInput: 400,
@@ -21,6 +36,15 @@ STATUS: dict[type[errors.AgentyardError], int] = {
 
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def unavailable(exc: BaseException) -> JSONResponse:
+    """503 with ``Retry-After``: the request may succeed once the database is back (or
+    the disk has room); reads go on being served meanwhile."""
+    full = is_disk_full(exc)
+    response = error_response(503, DISK_FULL if full else UNAVAILABLE + "; try again shortly")
+    response.headers["Retry-After"] = str(_RETRY_AFTER_DISK_FULL if full else _RETRY_AFTER)
+    return response
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -48,6 +72,19 @@ def install(app: FastAPI) -> None:
             message = "Not found"
         return error_response(exc.status_code, message)
 
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Never the exception's text: SQLAlchemy's carries the SQL and its parameters.
+        if is_disk_full(exc) or is_transient(exc):
+            log.warning("request failed on the database", error=public_message(exc))
+            return unavailable(exc)
+        log.error("request failed", error=public_message(exc), exc_info=exc)
+        return error_response(500, "internal error")
+
     app.add_exception_handler(errors.AgentyardError, on_domain)
+    # Handled as such, database errors never reach the server-error middleware (which would
+    # log a traceback for each request an outage fails); anything else still gets JSON.
+    app.add_exception_handler(sa_exc.SQLAlchemyError, on_unexpected)
+    app.add_exception_handler(DatabaseFault, on_unexpected)
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)

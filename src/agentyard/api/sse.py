@@ -18,6 +18,7 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection":
 
 
 MAX_SEQ = 2**31 - 1
+SHUTDOWN_COMMENT = ": server shutting down; reconnect\n\n"
 
 
 def resume_point(request: Request, after: int | None) -> int:
@@ -59,10 +60,17 @@ def stream(
     async def body() -> AsyncIterator[str]:
         if hello is not None:
             yield frame(hello)
+        finished = False
         async for item in service.follow(run.run_id, after, keepalive):
             if item is None:
                 yield ": keep-alive\n\n"
-            elif include_deltas or item.type != ev.TEXT_DELTA:
+                continue
+            finished = item.type == ev.FINISH
+            if include_deltas or item.type != ev.TEXT_DELTA:
                 yield f"id: {item.seq}\ndata: {item.json}\n\n"
+        if not finished:
+            # The server is shutting down: a clean end, so that the client reconnects
+            # (with Last-Event-ID) to this or another server.
+            yield SHUTDOWN_COMMENT
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS)

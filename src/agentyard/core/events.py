@@ -6,6 +6,7 @@ event log stores them with a gap-free per-run ``seq``; streams and logs replay t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 Event = dict[str, Any]
@@ -91,35 +92,61 @@ def message_parts(events: list[Event]) -> list[dict[str, Any]]:
     Text blocks become ``text`` parts (deltas joined); a tool call becomes one
     ``tool-<name>`` part carrying its input and, once available, its output.
     """
-    parts: list[dict[str, Any]] = []
-    texts: dict[str, dict[str, Any]] = {}
-    tools: dict[str, dict[str, Any]] = {}
-    for ev in events:
-        kind = ev.get("type")
-        if kind == TEXT_START or (kind == TEXT_DELTA and ev.get("id") not in texts):
-            part: dict[str, Any] = {"type": "text", "text": ""}
-            texts[str(ev.get("id"))] = part
-            parts.append(part)
-        if kind == TEXT_DELTA:
-            texts[str(ev.get("id"))]["text"] += str(ev.get("delta", ""))
-        elif kind in (TOOL_CALL_START, TOOL_INPUT_AVAILABLE, TOOL_OUTPUT_AVAILABLE):
-            call_id = str(ev.get("toolCallId"))
-            tool = tools.get(call_id)
-            if tool is None:
-                tool = {
-                    "type": "tool-call",
-                    "toolCallId": call_id,
-                    "toolName": ev.get("toolName"),
-                    "state": "input-streaming",
-                    "input": None,
-                    "output": None,
-                }
-                tools[call_id] = tool
-                parts.append(tool)
-            if kind == TOOL_INPUT_AVAILABLE:
-                tool["input"] = ev.get("input")
-                tool["state"] = "input-available"
-            elif kind == TOOL_OUTPUT_AVAILABLE:
-                tool["output"] = ev.get("output")
-                tool["state"] = "output-available"
-    return [p for p in parts if p["type"] != "text" or p["text"]]
+    folder = MessageFolder()
+    folder.feed(events)
+    return folder.parts()
+
+
+class MessageFolder:
+    """:func:`message_parts`, fed page by page: linear in the events, so that a run with a
+    100,000-line output folds in milliseconds per page rather than minutes in one go (text
+    deltas are collected and joined once, never concatenated one by one)."""
+
+    def __init__(self) -> None:
+        self._parts: list[dict[str, Any]] = []
+        self._texts: dict[str, list[str]] = {}
+        self._tools: dict[str, dict[str, Any]] = {}
+
+    def feed(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            kind = ev.get("type")
+            if kind == TEXT_START or (kind == TEXT_DELTA and str(ev.get("id")) not in self._texts):
+                chunks: list[str] = []
+                self._texts[str(ev.get("id"))] = chunks
+                self._parts.append({"type": "text", "text": chunks})
+            if kind == TEXT_DELTA:
+                self._texts[str(ev.get("id"))].append(str(ev.get("delta", "")))
+            elif kind in (TOOL_CALL_START, TOOL_INPUT_AVAILABLE, TOOL_OUTPUT_AVAILABLE):
+                self._tool(kind, ev)
+
+    def _tool(self, kind: Any, ev: Event) -> None:
+        call_id = str(ev.get("toolCallId"))
+        tool = self._tools.get(call_id)
+        if tool is None:
+            tool = {
+                "type": "tool-call",
+                "toolCallId": call_id,
+                "toolName": ev.get("toolName"),
+                "state": "input-streaming",
+                "input": None,
+                "output": None,
+            }
+            self._tools[call_id] = tool
+            self._parts.append(tool)
+        if kind == TOOL_INPUT_AVAILABLE:
+            tool["input"] = ev.get("input")
+            tool["state"] = "input-available"
+        elif kind == TOOL_OUTPUT_AVAILABLE:
+            tool["output"] = ev.get("output")
+            tool["state"] = "output-available"
+
+    def parts(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for part in self._parts:
+            if part["type"] == "text":
+                text = "".join(part["text"])
+                if text:
+                    out.append({"type": "text", "text": text})
+            else:
+                out.append(dict(part))
+        return out

@@ -35,6 +35,13 @@ class LocalBus:
     def __init__(self, capacity: int = 1000) -> None:
         self.capacity = capacity
         self._subs: dict[str, set[Subscription]] = {}
+        self.closing = False
+        """Set at shutdown: every follower ends (a stream closes cleanly, clients reconnect)."""
+
+    def close(self) -> None:
+        """End every follower now (the server is shutting down)."""
+        self.closing = True
+        self.wake_all()
 
     def subscribe(self, run_id: str) -> Subscription:
         sub = Subscription(run_id, self.capacity)

@@ -15,9 +15,12 @@ from agentyard.core.events import Event
 from agentyard.core.models import StoredEvent
 from agentyard.core.status import RunStatus
 from agentyard.events.bus import LocalBus
+from agentyard.store.faults import is_transient
 from agentyard.store.store import Store
 
 _PAGE = 500
+_FOLD_PAGE = 500
+_RETRY_READ_SECONDS = 0.5
 
 
 class EventLog:
@@ -25,8 +28,10 @@ class EventLog:
         self.store = store
         self.bus = bus
 
-    async def append(self, run_id: str, *events: Event) -> list[StoredEvent]:
-        stored = await self.store.append_events(run_id, list(events))
+    async def append(
+        self, run_id: str, *events: Event, run_values: dict[str, Any] | None = None
+    ) -> list[StoredEvent]:
+        stored = await self.store.append_events(run_id, list(events), run_values)
         self._published(run_id, stored)
         return stored
 
@@ -65,8 +70,20 @@ class EventLog:
         self.bus.publish(run_id, stored)
 
     async def assistant_parts(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's assistant message so far, folded from its events."""
-        return ev.message_parts([s.data for s in await self.store.read_events(run_id)])
+        """The run's assistant message so far, folded from its events.
+
+        Page by page, so that a run with a huge output never holds the event loop (the
+        database awaits between pages let every other request through)."""
+        folder = ev.MessageFolder()
+        last = 0
+        while True:
+            page = await self.store.read_events(run_id, last, _FOLD_PAGE)
+            folder.feed(item.data for item in page)
+            if len(page) < _FOLD_PAGE:
+                break
+            last = page[-1].seq
+            await asyncio.sleep(0)
+        return folder.parts()
 
     async def read(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
         return await self.store.read_events(run_id, after_seq)
@@ -78,11 +95,22 @@ class EventLog:
         sub = self.bus.subscribe(run_id)  # before reading, so nothing slips between the two
         last = after_seq
         try:
-            while True:
+            while not self.bus.closing:
                 # Catch up from the table; a wake-up arriving meanwhile marks it stale again.
                 sub.stale = False
                 while True:
-                    page = await self.store.read_events(run_id, last, _PAGE)
+                    try:
+                        page = await self.store.read_events(run_id, last, _PAGE)
+                    except Exception as exc:
+                        if not is_transient(exc):
+                            raise
+                        # The database is away: the stream stays open (keep-alives) and
+                        # picks up where it was once the table can be read again.
+                        yield None
+                        await asyncio.sleep(min(keepalive, _RETRY_READ_SECONDS))
+                        if self.bus.closing:
+                            return
+                        continue
                     for item in page:
                         yield item
                         last = item.seq
@@ -114,5 +142,7 @@ class EventLog:
                         yield None
                         # A cheap re-read guards against a wake-up lost between processes.
                         sub.stale = True
+                    if self.bus.closing:
+                        return
         finally:
             self.bus.unsubscribe(sub)

@@ -14,11 +14,14 @@ from agentyard.core.models import Run
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.runner import RunControl, Runner
+from agentyard.runtimes.processes import kill_run_processes
+from agentyard.store.faults import is_disk_full, is_transient, public_message
 from agentyard.store.store import Store
 
 log = structlog.get_logger(__name__)
 
 _SHUTDOWN = "Server shut down while the run was executing"
+_GONE = "The run's executor is gone: no task in this server was executing it"
 
 
 def _shutdown() -> RunControl:
@@ -36,7 +39,9 @@ class LocalQueue:
         concurrency: int,
         poll_seconds: float = 1.0,
         cancel_wait_seconds: float = 10.0,
+        sweep_seconds: float = 5.0,
     ) -> None:
+        self.sweep_seconds = sweep_seconds
         self.store = store
         self.events = events
         self.runner = runner
@@ -49,6 +54,15 @@ class LocalQueue:
         self._workers: list[asyncio.Task[None]] = []
         self._active: dict[str, asyncio.Task[RunStatus]] = {}
         self._controls: dict[str, RunControl] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self.database_ok = True
+        """False while the last claim failed: ``/readyz`` reports it."""
+
+    @property
+    def healthy(self) -> bool:
+        """Every slot is alive and the database answers."""
+        alive = len(self._workers) == self.concurrency and not any(w.done() for w in self._workers)
+        return alive and self.database_ok
 
     @property
     def active_run_ids(self) -> list[str]:
@@ -56,9 +70,15 @@ class LocalQueue:
 
     async def start(self) -> None:
         for i in range(self.concurrency):
-            self._workers.append(asyncio.create_task(self._work(), name=f"local-worker-{i}"))
+            self._workers.append(asyncio.create_task(self._slot(i), name=f"local-worker-{i}"))
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="local-sweeper")
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         for worker in self._workers:
             worker.cancel()
         for run_id, task in list(self._active.items()):
@@ -101,10 +121,66 @@ class LocalQueue:
         run = await self.store.get_run(run_id)
         return run is not None and run.status is RunStatus.CANCELLED
 
+    async def sweep(self) -> int:
+        """End, ``interrupted``, every ``running`` run that no task here executes (its slot
+        failed to end it, or the terminal write was lost): this process is the only
+        executor of an embedded server, so such a run has nobody left to end it."""
+        count = 0
+        async with self._claim_lock:
+            ghosts = [
+                run
+                for run in await self.store.runs_with_status(RunStatus.RUNNING)
+                if run.run_id not in self._active
+            ]
+        for run in ghosts:
+            await asyncio.to_thread(kill_run_processes, run.run_id)
+            if await self.events.finish(
+                run.run_id,
+                RunStatus.INTERRUPTED,
+                error=_GONE,
+                status_detail=_GONE,
+                sources=[RunStatus.RUNNING],
+            ):
+                count += 1
+                log.warning("run interrupted", run_id=run.run_id, reason=_GONE)
+        return count
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_seconds)
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.warning("sweeping runs failed", error=public_message(exc))
+
+    async def _slot(self, index: int) -> None:
+        """One unit of execution capacity: whatever fails in it, it goes on taking runs."""
+        while True:
+            try:
+                await self._work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("execution slot failed; restarting it", slot=index)
+                await asyncio.sleep(self.poll_seconds)
+
+    async def _claim(self) -> Run | None:
+        try:
+            run = await self.store.claim_next(self.worker_id)
+        except Exception as exc:
+            if not is_transient(exc) and not is_disk_full(exc):
+                raise
+            if self.database_ok:
+                log.warning("cannot claim runs: the database fails", error=public_message(exc))
+            self.database_ok = False
+            return None
+        self.database_ok = True
+        return run
+
     async def _work(self) -> None:
         while True:
             async with self._claim_lock:
-                run = await self.store.claim_next(self.worker_id)
+                run = await self._claim()
                 if run is not None:
                     control = RunControl()
                     task = asyncio.create_task(
@@ -125,12 +201,17 @@ class LocalQueue:
                 await asyncio.wait([task])
                 if task.cancelled():
                     # Cancelled before its first step: the runner never got to end it.
-                    await self.runner.stop(run, control)
-                elif task.exception() is not None:
-                    # The runner itself failed (e.g. the database): the run must still end.
-                    log.error("run task failed", run_id=run.run_id, error=str(task.exception()))
-                    control.fail(f"internal error: {task.exception()}")
-                    await self.runner.stop(run, control)
+                    await self._end(run, control)
+                elif (failure := task.exception()) is not None:
+                    # The runner itself failed: the run must still end, the slot go on.
+                    log.error(
+                        "run task failed",
+                        run_id=run.run_id,
+                        error=public_message(failure),
+                        exc_info=failure,
+                    )
+                    control.fail(public_message(failure))
+                    await self._end(run, control)
             except asyncio.CancelledError:
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -139,3 +220,10 @@ class LocalQueue:
             finally:
                 self._active.pop(run.run_id, None)
                 self._controls.pop(run.run_id, None)
+
+    async def _end(self, run: Run, control: RunControl) -> None:
+        """End the run as ``control`` says; if even that fails, the sweep will."""
+        try:
+            await self.runner.stop(run, control)
+        except Exception:
+            log.exception("ending the run failed; the sweep will end it", run_id=run.run_id)

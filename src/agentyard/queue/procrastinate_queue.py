@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 
 import procrastinate
 import sqlalchemy as sa
@@ -25,9 +26,12 @@ from agentyard.core.models import Run
 from agentyard.core.status import RunStatus
 from agentyard.events.bus import LocalBus
 from agentyard.events.log import EventLog
+from agentyard.queue.reaping import end_ghosts, reap_stalled, runs_alive, touch_runs
+from agentyard.queue.resilient_jobs import ResilientJobManager
 from agentyard.runner import RunControl, Runner
 from agentyard.runtimes.processes import kill_run_processes, marked_processes
 from agentyard.store.db import psycopg_conninfo
+from agentyard.store.faults import public_message
 from agentyard.store.store import Store
 
 log = structlog.get_logger(__name__)
@@ -63,8 +67,18 @@ class ProcrastinateQueue:
         self.app = procrastinate.App(
             connector=procrastinate.PsycopgConnector(conninfo=psycopg_conninfo(database_url))
         )
+        self.jobs = ResilientJobManager(self.app.connector)
+        self.app.job_manager = self.jobs
         self.app.task(name=TASK, queue=QUEUE, pass_context=True)(self._execute)
         self._tasks: list[asyncio.Task[None]] = []
+        self.executing: set[str] = set()
+        """Runs executing in this process: its reaper never judges them."""
+        self._db_ok_since: float | None = None
+        """Since when this process's reaper has reached the database without a failure: it
+        judges heartbeats only once it has watched them for a whole stall period, so that
+        an outage everyone shared is not mistaken for dead workers."""
+        self.ghost_suspects: dict[str, str] = {}
+        self._workers_running = False
 
     # -- the TaskQueue port ---------------------------------------------------------------------
 
@@ -73,8 +87,39 @@ class ProcrastinateQueue:
         self._tasks.append(asyncio.create_task(self._reap_forever(), name="reaper"))
 
     async def run_workers(self, concurrency: int) -> None:
-        """Execute runs here (``agentyard worker``, or ``serve`` with workers) until cancelled."""
+        """Execute runs here (``agentyard worker``, or ``serve`` with workers) until cancelled.
+
+        The worker never exits on its own: should procrastinate's worker stop on an error
+        the resilient job manager did not absorb, it is started again."""
         assert self.runner is not None, "a worker needs a runner"
+        touching = asyncio.create_task(self._touch_runs_forever(), name="run-heartbeats")
+        self._workers_running = True
+        try:
+            while True:
+                try:
+                    await self._run_worker(concurrency)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.error("worker stopped on an error", error=public_message(exc))
+                else:
+                    log.warning("worker stopped; starting it again")
+                await asyncio.sleep(1.0)
+        finally:
+            self._workers_running = False
+            touching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await touching
+
+    @property
+    def healthy(self) -> bool:
+        """False while the database fails the job queue, or its worker is not running."""
+        ok = self.jobs.last_failure is None
+        if self.runner is not None and any(t.get_name() == "worker" for t in self._tasks):
+            ok = ok and self._workers_running
+        return ok
+
+    async def _run_worker(self, concurrency: int) -> None:
         await self.app.run_worker_async(
             queues=[QUEUE],
             name=self.worker_name,
@@ -124,7 +169,17 @@ class ProcrastinateQueue:
         run = await self.store.get_run(run_id)
         if run is None or run.status.terminal:
             return False
-        job_id = await self._job_id(run_id)
+        job_id, job_status = await self._job(run_id)
+        # Nobody executes it (its job ended, or its worker is gone): end it here.
+        if (
+            run.status is RunStatus.RUNNING
+            and not await self._has_executor(run_id, job_status)
+            and await self.events.finish(
+                run_id, RunStatus.CANCELLED, error="Cancelled by user", sources=[RunStatus.RUNNING]
+            )
+        ):
+            await asyncio.to_thread(kill_run_processes, run_id, installation=self.installation)
+            return True
         if run.status is RunStatus.QUEUED:
             # A job still waiting is simply cancelled; the run ends here.
             if job_id is not None:
@@ -151,21 +206,29 @@ class ProcrastinateQueue:
             return None
 
         control = RunControl(resolve=cause)
+        policy = self.runner.policy
+        self.executing.add(run_id)
         try:
-            if not await self.store.mark_running(run_id, self.worker_name):
+            if not await policy.run(
+                lambda: self.store.mark_running(run_id, self.worker_name), what="start the run"
+            ):
                 return  # cancelled (or otherwise ended) while it waited
-            run = await self.store.get_run(run_id)
+            run = await policy.run(lambda: self.store.get_run(run_id), what="read the run")
             assert run is not None
             await self.runner.execute(run, control)
         except BaseException as exc:
             # Aborted, or failed, before the runner's own clean-up could run: end the run here
             # (a no-op if it has ended).
             if not isinstance(exc, asyncio.CancelledError):
-                control.fail(f"internal error: {exc}")
-            current = await asyncio.shield(self.store.get_run(run_id))
+                control.fail(public_message(exc))
+            current = await asyncio.shield(
+                policy.run(lambda: self.store.get_run(run_id), what="read the run", forever=True)
+            )
             if current is not None and current.status is RunStatus.RUNNING:
                 await asyncio.shield(self.runner.stop(current, control))
             raise
+        finally:
+            self.executing.discard(run_id)
 
     # -- dead workers ----------------------------------------------------------------------------
 
@@ -173,29 +236,44 @@ class ProcrastinateQueue:
         while True:
             try:
                 await self.reap()
-            except Exception:
-                log.exception("reaping stalled runs failed")
+            except Exception as exc:
+                # Heartbeats seen across this gap prove nothing: watch them afresh.
+                self._db_ok_since = None
+                log.warning("reaping stalled runs failed", error=public_message(exc))
             await asyncio.sleep(self.reap_every_seconds)
 
-    async def reap(self) -> int:
-        """End the runs of workers whose heartbeats stopped as ``interrupted``."""
-        manager = self.app.job_manager
-        await manager.prune_stalled_workers(self.stalled_after_seconds)
+    async def reap(self, *, now: float | None = None) -> int:
+        """End, ``interrupted``, the runs whose executor is gone: their worker stopped
+        heartbeating (and so did the run), or their job no longer executes."""
+        now = time.monotonic() if now is None else now
+        await self.store.ping()
+        if self._db_ok_since is None:
+            self._db_ok_since = now
         count = 0
-        for job in await manager.get_stalled_jobs(
-            queue=QUEUE, task_name=TASK, seconds_since_heartbeat=self.stalled_after_seconds
-        ):
-            run_id = str(job.task_kwargs.get("run_id"))
-            reason = "The worker executing the run stopped heartbeating (presumed dead)"
-            if await self.events.finish(
-                run_id, RunStatus.INTERRUPTED, error=reason, status_detail=reason
-            ):
-                count += 1
-                log.warning("run interrupted", run_id=run_id, reason=reason)
-            assert job.id is not None
-            await manager.finish_job_by_id_async(job.id, status=Status.FAILED, delete_job=False)
+        if now - self._db_ok_since >= self.stalled_after_seconds:
+            count += await reap_stalled(self)
+            count += await end_ghosts(self)
         await self._kill_orphans()
         return count
+
+    async def _touch_runs_forever(self) -> None:
+        """The runs executing here heartbeat on their own rows: a worker whose procrastinate
+        row was pruned (an outage) still shows that its runs are alive."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            if not self.executing:
+                continue
+            try:
+                await touch_runs(self.store, sorted(self.executing))
+            except Exception as exc:
+                log.warning("run heartbeat failed", error=public_message(exc))
+
+    async def _has_executor(self, run_id: str, job_status: str | None) -> bool:
+        if run_id in self.executing:
+            return True
+        if job_status != Status.DOING.value:
+            return False
+        return bool(await runs_alive(self.store, [run_id], self.stalled_after_seconds))
 
     async def _kill_orphans(self) -> None:
         """Kill this installation's agent processes on this machine whose run has ended (a
@@ -208,18 +286,19 @@ class ProcrastinateQueue:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    async def _job_id(self, run_id: str) -> int | None:
+    async def _job(self, run_id: str) -> tuple[int | None, str | None]:
+        """The run's (latest) job id and status."""
         async with self.store.engine.connect() as conn:
             row = (
                 await conn.execute(
                     sa.text(
-                        "SELECT id FROM procrastinate_jobs WHERE task_name = :task"
+                        "SELECT id, status FROM procrastinate_jobs WHERE task_name = :task"
                         " AND args->>'run_id' = :run_id ORDER BY id DESC LIMIT 1"
                     ),
                     {"task": TASK, "run_id": run_id},
                 )
             ).first()
-        return None if row is None else int(row.id)
+        return (None, None) if row is None else (int(row.id), str(row.status))
 
     async def _wait_ended(self, run_id: str) -> bool:
         loop = asyncio.get_running_loop()
@@ -251,7 +330,9 @@ async def listen_for_events(database_url: str, bus: LocalBus) -> None:
                     bus.publish(run_id, None)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("event listener lost its connection; reconnecting")
+        except Exception as exc:
+            log.warning(
+                "event listener lost its connection; reconnecting", error=public_message(exc)
+            )
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(1.0)

@@ -58,6 +58,10 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
     # -- API keys -----------------------------------------------------------------------------
 
     async def add_api_key(self, key_id: str, user_id: str, name: str, key_hash: str) -> None:
@@ -384,12 +388,25 @@ class Store:
 
     # -- events ---------------------------------------------------------------------------------
 
-    async def append_events(self, run_id: str, events: Sequence[Event]) -> list[StoredEvent]:
+    async def append_events(
+        self, run_id: str, events: Sequence[Event], run_values: dict[str, Any] | None = None
+    ) -> list[StoredEvent]:
+        """Append events to an active run (and set ``run_values`` on it, in the same
+        transaction); RunEnded once the run has ended."""
         async with self.transaction() as conn:
-            return await self._append(conn, run_id, events)
+            if not events and run_values:
+                await conn.execute(
+                    t.runs.update().where(t.runs.c.run_id == run_id).values(run_values)
+                )
+            return await self._append(conn, run_id, events, run_values=run_values)
 
     async def _append(
-        self, conn: AsyncConnection, run_id: str, events: Sequence[Event], ended: bool = False
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        events: Sequence[Event],
+        ended: bool = False,
+        run_values: dict[str, Any] | None = None,
     ) -> list[StoredEvent]:
         """Append after the run's last event. Only ``finish_run`` (``ended``) may append to a
         run in a terminal status: ``finish`` is always the last event."""
@@ -400,9 +417,9 @@ class Store:
             query = query.where(t.runs.c.status.in_([s.value for s in ACTIVE]))
         last = (
             await conn.execute(
-                query.values(event_seq=t.runs.c.event_seq + len(events)).returning(
-                    t.runs.c.event_seq
-                )
+                query.values(
+                    event_seq=t.runs.c.event_seq + len(events), **(run_values or {})
+                ).returning(t.runs.c.event_seq)
             )
         ).scalar_one_or_none()
         if last is None:

@@ -1,0 +1,149 @@
+"""EventWriter: one run's events on their way into the event log.
+
+The agent never waits for the database while it is healthy and reachable: events go into a
+bounded in-memory buffer and one writer task appends them in order, in batches (so a chatty
+agent costs one transaction per batch, not per line). When the database is away the writer
+retries with backoff and the buffer holds what the agent produces meanwhile; once the
+database is back the events are stored in order, each with its gap-free ``seq``, and only then
+published. Past the buffer's size or the outage limit, or on a full disk, the writer gives up
+and the next ``emit`` (or ``flush``) raises :class:`DatabaseFault`, which ends the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+from collections import deque
+from typing import Any
+
+from agentyard.core.events import Event
+from agentyard.events.log import EventLog
+from agentyard.store.faults import DatabaseFault, RetryPolicy
+
+_BATCH = 500
+_HIGH_WATER = 2000
+"""While the database keeps up, an agent ahead by this many events waits for it."""
+_YIELD_EVERY = 100
+
+
+def _size(event: Event) -> int:
+    delta = event.get("delta")
+    return 200 + (len(delta) if isinstance(delta, str) else 0)
+
+
+class EventWriter:
+    def __init__(
+        self, log: EventLog, run_id: str, policy: RetryPolicy, max_buffer_bytes: int
+    ) -> None:
+        self.log = log
+        self.run_id = run_id
+        self.policy = policy
+        self.max_buffer_bytes = max_buffer_bytes
+        self._pending: deque[tuple[Event, int]] = deque()
+        self._bytes = 0
+        self._values: dict[str, Any] = {}
+        self._failure: BaseException | None = None
+        self._outage = False
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unyielded = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def emit(self, *events: Event, **run_values: Any) -> None:
+        """Queue events (and values for the run's row) for storing, in order."""
+        self._check()
+        for event in events:
+            size = _size(event)
+            self._pending.append((event, size))
+            self._bytes += size
+        self._values.update(run_values)
+        if self._bytes > self.max_buffer_bytes:
+            self._failure = DatabaseFault(
+                "the database could not keep up: the run's event buffer "
+                f"({self.max_buffer_bytes} bytes) is full"
+            )
+            raise self._failure
+        self._ensure_task()
+        self._wake.set()
+        self._unyielded += len(events)
+        if self._unyielded >= _YIELD_EVERY:
+            # A runtime may emit thousands of lines from one read without ever suspending:
+            # let the rest of the server (requests, heartbeats) in between.
+            self._unyielded = 0
+            await asyncio.sleep(0)
+        # Back-pressure only while the database answers: during an outage the agent goes on
+        # and the buffer absorbs its output.
+        while len(self._pending) > _HIGH_WATER and not self._outage and self._failure is None:
+            self._progress.clear()
+            await self._progress.wait()
+        self._check()
+
+    async def flush(self) -> None:
+        """Wait until everything queued is stored; raise why if it cannot be."""
+        while (self._pending or self._values) and self._failure is None:
+            self._ensure_task()
+            self._wake.set()
+            self._progress.clear()
+            await self._progress.wait()
+        self._check()
+
+    def discard(self) -> None:
+        """Forget what could not be stored (the run is ending without it)."""
+        self._pending.clear()
+        self._bytes = 0
+        self._values.clear()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _ensure_task(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write(), name=f"events-{self.run_id}")
+
+    def _retrying(self) -> None:
+        self._outage = True
+        self._progress.set()  # an emitter held back by back-pressure may go on
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending or self._values:
+                    batch = list(itertools.islice(self._pending, _BATCH))
+                    values, self._values = self._values, {}
+                    try:
+                        await self.policy.run(
+                            functools.partial(
+                                self.log.append,
+                                self.run_id,
+                                *(event for event, _ in batch),
+                                run_values=values or None,
+                            ),
+                            what="append events",
+                            on_retry=self._retrying,
+                        )
+                    except Exception as exc:  # RunEnded, DatabaseFault, or a bug
+                        self._failure = exc
+                        return
+                    for _ in batch:
+                        _, size = self._pending.popleft()
+                        self._bytes -= size
+                    self._outage = False
+                    self._progress.set()
+        finally:
+            self._progress.set()
