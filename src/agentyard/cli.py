@@ -1,4 +1,6 @@
-"""The ``agentyard`` command: serve, migrate, keys, scripted-model."""
+"""The ``agentyard`` command: serve, migrate, worker, keys, scripted-model; and, through the
+Python client, run, tasks, show, logs, continue, cancel, diff, files, compare, select, agents,
+git (in ``cli_tasks`` and ``cli_admin``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,35 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from agentyard import __version__
+
+        typer.echo(f"agentyard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    url: str | None = typer.Option(
+        None, envvar="AGENTYARD_URL", help="The server (default http://127.0.0.1:8080)."
+    ),
+    key: str | None = typer.Option(
+        None,
+        envvar="AGENTYARD_KEY",
+        help="API key (default ./.agentyard/admin.key).",
+        show_default=False,
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Agentyard: coding agents as tasks."""
+    from agentyard.cli_tasks import Options
+
+    Options.url, Options.key = url, key
 
 
 def _settings() -> Settings:
@@ -134,6 +165,15 @@ def scripted_model(
 
     serve_model(script, host, port)
 
+
+def _register() -> None:
+    from agentyard import cli_admin, cli_tasks
+
+    cli_tasks.register(app)
+    cli_admin.register(app, keys_app)
+
+
+_register()
 
 if __name__ == "__main__":
     app()

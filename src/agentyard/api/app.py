@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from agentyard import __version__
-from agentyard.api import agent, agents, errors, files, git, groups, tasks
+from agentyard.api import agent, agents, errors, files, git, groups, openapi, tasks
 from agentyard.api.body import BodyLimit
 from agentyard.server import Agentyard
 from agentyard.settings import Settings
@@ -27,7 +28,15 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
         finally:
             await yard.stop()
 
-    app = FastAPI(title="Agentyard", version=__version__, lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(
+        title="Agentyard",
+        version=__version__,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        # /docs and /redoc are served by openapi.install, from packaged assets (no CDN).
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.yard = yard
     errors.install(app)
     app.include_router(files.router)
@@ -36,14 +45,17 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
     app.include_router(agents.router)
     app.include_router(git.router)
     app.include_router(groups.router)
+    openapi.install(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "version": __version__}
 
     @app.get("/readyz")
-    async def readyz() -> dict[str, Any]:
+    async def readyz() -> Any:
         described = yard.sandbox.describe()
-        return {"ready": True, "version": __version__, "sandbox": described["sandbox"]}
+        state = await yard.ready()  # false while the database or a slot/worker is down
+        body = {**state, "version": __version__, "sandbox": described["sandbox"]}
+        return JSONResponse(body, status_code=200 if state["ready"] else 503)
 
     return BodyLimit(app, settings.max_body_bytes, settings.max_upload_bytes)
