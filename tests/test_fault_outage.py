@@ -121,11 +121,15 @@ async def assert_still_serving(app: Agentyard) -> None:
     assert (await app.ready())["ready"]
 
 
-@pytest.mark.parametrize("outage", [0.5, 5.0], ids=["half-second", "past-the-stall-timeout"])
+@pytest.mark.parametrize(
+    "outage", [0.5, 5.0, 30.0], ids=["half-second", "past-the-stall-timeout", "thirty-seconds"]
+)
 async def test_a_run_rides_out_a_database_outage(
     proxy: TcpProxy, pg_database: str, tmp_path: Path, stopping: list[Agentyard], outage: float
 ) -> None:
-    app = await start(proxy, pg_database, tmp_path, outage=30)
+    """The agent keeps working through the outage; its events are stored in order once the
+    database is back, and the worker goes on serving."""
+    app = await start(proxy, pg_database, tmp_path, outage=outage + 30)
     stopping.append(app)
     run_id = await create(app, "ticker")
     await wait_for(app, run_id, {RunStatus.RUNNING})
