@@ -70,7 +70,10 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 404 and message == "Not Found":
             message = "Not found"
-        return error_response(exc.status_code, message)
+        response = error_response(exc.status_code, message)
+        # e.g. a 405's Allow: the framework's headers are part of the answer.
+        response.headers.update(exc.headers or {})
+        return response
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         # Never the exception's text: SQLAlchemy's carries the SQL and its parameters.

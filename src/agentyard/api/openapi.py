@@ -30,7 +30,7 @@ ASSETS_URL = "/docs-assets"
 ERRORS = {
     400: "Bad input: nothing was changed.",
     401: "No API key, or an unknown or revoked one.",
-    403: "The run or group belongs to another user.",
+    403: "The run or group belongs to another user (git: no GitHub token stored).",
     404: "No such run, group, file or route.",
     409: "Conflict with the current state.",
     413: "The request body is too large.",
@@ -117,8 +117,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("get", "/api/v1/git/config"): ("The connected account", None, m.GitAccount, ()),
     ("get", "/api/v1/git/status"): ("Live token check", None, m.GitAccount, ()),
     ("delete", "/api/v1/git/clean"): ("Forget the stored token", None, m.Done, ()),
-    ("get", "/api/v1/git/repos"): ("The account's repositories", None, m.Repos, ()),
-    ("get", "/api/v1/git/branches"): ("A repository's branches", None, m.Branches, ()),
+    ("get", "/api/v1/git/repos"): ("The account's repositories", None, m.Repos, (403,)),
+    ("get", "/api/v1/git/branches"): ("A repository's branches", None, m.Branches, (403,)),
     ("get", "/api/v1/agents"): ("The runtimes and whether each is configured", None, m.Agents, ()),
     ("get", "/healthz"): ("Liveness", None, m.Health, ()),
 }
