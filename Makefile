@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Gemini CLI, pinned (as GEMINI_CLI_VERSION in src/agentyard/runtimes/acp_gemini.py).
+GEMINI_CLI_VERSION := 0.61.0
+NODE_DIR := $(VENV)/node
+GEMINI_STAMP := $(NODE_DIR)/.gemini-cli-$(GEMINI_CLI_VERSION)
 
-.PHONY: install sandbox serve test lint typecheck unit bench clean
+.PHONY: install sandbox gemini serve test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +16,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
 
-install: $(STAMP) sandbox
+install: $(STAMP) sandbox gemini
+
+# The gemini agent (ACP): @google/gemini-cli installed with npm into the virtualenv (never
+# globally; the sandbox sees the virtualenv read-only), when Node.js >= 20 is present.
+gemini: $(STAMP)
+	@if [ -f $(GEMINI_STAMP) ]; then :; \
+	elif ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  echo "Node.js >= 20 (with npm) is not installed: the gemini agent will be unavailable"; \
+	elif [ "$$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then \
+	  echo "Node.js $$(node --version) is older than 20: the gemini agent will be unavailable"; \
+	else \
+	  echo "installing @google/gemini-cli@$(GEMINI_CLI_VERSION) into $(NODE_DIR)"; \
+	  mkdir -p $(NODE_DIR) && \
+	  npm install --prefix $(NODE_DIR) --no-save --no-audit --no-fund --ignore-scripts \
+	    --loglevel=error @google/gemini-cli@$(GEMINI_CLI_VERSION) && \
+	  touch $(GEMINI_STAMP); \
+	fi
 
 # Agents run in a bubblewrap sandbox; as root on Debian/Ubuntu it is installed here,
 # otherwise the one command to run is printed (the server then runs agents unconfined, loudly).

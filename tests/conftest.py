@@ -22,7 +22,9 @@ from agentyard.testing.harness import ServerProcess
 
 # No test may reach a real model provider: strip their credentials from the environment.
 for _name in list(os.environ):
-    if _name.startswith(("ANTHROPIC_", "OPENAI_", "CLAUDE_", "CODEX_", "AGENTYARD_")):
+    if _name.startswith(
+        ("ANTHROPIC_", "OPENAI_", "CLAUDE_", "CODEX_", "AGENTYARD_", "GEMINI_", "GOOGLE_")
+    ):
         del os.environ[_name]
 
 PG_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")

@@ -258,7 +258,7 @@ BAD_REQUESTS = [
     ("POST", "/api/v1/tasks", b"{}", "'message' or 'prompt' is required"),
     ("POST", "/api/v1/tasks", b'{"prompt": "   "}', "is required"),
     ("POST", "/api/v1/tasks", b'{"prompt": 42}', "must be a string"),
-    ("POST", "/api/v1/tasks", b'{"prompt": "x", "agent": "gemini"}', "supported agents: claude"),
+    ("POST", "/api/v1/tasks", b'{"prompt": "x", "agent": "cursor"}', "supported agents: claude"),
     (
         "POST",
         "/api/v1/tasks",

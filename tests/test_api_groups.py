@@ -99,7 +99,7 @@ def test_a_group_with_an_unknown_agent_is_rejected_whole(client: httpx.Client) -
         "/api/v1/tasks",
         json={
             "prompt": "x",
-            "selectedAgents": [{"agent": "command", "model": "alpha"}, {"agent": "gemini"}],
+            "selectedAgents": [{"agent": "command", "model": "alpha"}, {"agent": "cursor"}],
         },
     )
     assert r.status_code == 400 and "supported agents" in r.json()["error"]

@@ -176,10 +176,10 @@ def wait_for_process(run_id: str, seconds: float = 30.0) -> None:
 def test_agents_lists_every_runtime_configured_when_its_key_is_set(
     client: httpx.Client,
 ) -> None:
-    """GET /agents lists claude, codex and command in that order; with their keys set, claude
-    and codex are configured, with their default models."""
+    """GET /agents lists claude, codex, command and gemini in that order; with their keys
+    set, claude and codex are configured, with their default models."""
     agents = client.get("/api/v1/agents").json()["agents"]
-    assert [a["agent"] for a in agents] == ["claude", "codex", "command"]
+    assert [a["agent"] for a in agents] == ["claude", "codex", "command", "gemini"]
     by_name = {a["agent"]: a for a in agents}
     assert by_name["claude"]["configured"] is True
     assert by_name["codex"]["configured"] is True

@@ -81,6 +81,30 @@ class Settings(BaseSettings):
     commands_file: Path | None = None
     default_command: str | None = None
 
+    # -- ACP runtime (any Agent Client Protocol agent) and Gemini, built in on it
+    acp_agents: str | None = None
+    """ACP agents by name, as JSON ``{"opencode": {"argv": ["opencode", "acp"], "env": {},
+    "permission": "workspace", "auth_method": null, "default_model": null}}``."""
+    acp_idle_seconds: float = Field(default=600.0, gt=0)
+    """An ACP agent that sends nothing (no update, no reply) this long fails its run."""
+    acp_cancel_grace_seconds: float = Field(default=3.0, ge=0)
+    """After ``session/cancel``: how long the turn may take to end before the kill."""
+    acp_permission: Literal["workspace", "allow", "read-only", "deny"] = "workspace"
+    """How ACP permission requests are answered: ``workspace`` allows what stays in the
+    workspace, ``read-only`` only reads and searches, ``allow``/``deny`` everything."""
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTYARD_GEMINI_API_KEY", "GEMINI_API_KEY"),
+    )
+    gemini_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AGENTYARD_GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
+    )
+    """A Gemini-API-compatible base URL; default: the Gemini API."""
+    gemini_default_model: str = "gemini-2.5-pro"
+    gemini_cli_dir: Path | None = None
+    """An installed ``@google/gemini-cli`` package directory; default: the project's."""
+
     secret_key: SecretStr | None = None
     """Encrypts stored GitHub tokens; default: a key generated once in the data dir."""
     github_api_url: str = "https://api.github.com"

@@ -7,7 +7,8 @@ from agentyard.core.errors import InvalidInput
 CLAUDE = "claude"
 CODEX = "codex"
 COMMAND = "command"
-AGENTS = (CLAUDE, CODEX, COMMAND)
+GEMINI = "gemini"
+AGENTS = (CLAUDE, CODEX, COMMAND, GEMINI)
 
 
 def infer_agent(model: str | None) -> str:
@@ -15,6 +16,8 @@ def infer_agent(model: str | None) -> str:
         return CLAUDE
     m = model.lower()
     tail = m.rsplit("/", 1)[-1]
+    if tail.startswith("gemini-"):
+        return GEMINI
     if (
         "codex" in m
         or "openai/" in m

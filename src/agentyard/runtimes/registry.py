@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from agentyard import __version__
+from agentyard.runtimes.acp import AcpRuntime, CommandProfile, load_agents
+from agentyard.runtimes.acp_gemini import DEFAULT_BASE_URL as GEMINI_URL
+from agentyard.runtimes.acp_gemini import GeminiProfile
+from agentyard.runtimes.acp_session import Policy
 from agentyard.runtimes.base import AgentRuntime
 from agentyard.runtimes.claude import DEFAULT_BASE_URL as CLAUDE_URL
 from agentyard.runtimes.claude import ClaudeRuntime
@@ -37,7 +42,40 @@ def build_runtimes(settings: Settings) -> dict[str, AgentRuntime]:
     if codex.api_key:
         upstream = (codex.base_url or CODEX_URL, codex.api_key, "bearer")
         models["openai"] = ("OPENAI_BASE_URL", "OPENAI_API_KEY", upstream)
+    gemini_key = settings.gemini_api_key
+    gemini = GeminiProfile(
+        api_key=gemini_key.get_secret_value() if gemini_key else None,
+        base_url=settings.gemini_base_url,
+        default_model=settings.gemini_default_model,
+        cli_dir=settings.gemini_cli_dir,
+    )
+    if gemini.api_key:
+        upstream = (gemini.base_url or GEMINI_URL, gemini.api_key, "x-goog-api-key")
+        models["gemini"] = ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY", upstream)
     command = CommandRuntime(
         load_commands(settings.commands, settings.commands_file), settings.default_command, models
     )
-    return {"claude": claude, "codex": codex, "command": command}
+    runtimes: dict[str, AgentRuntime] = {"claude": claude, "codex": codex, "command": command}
+    runtimes["gemini"] = acp_runtime(settings, "gemini", gemini, settings.acp_permission)
+    for name, spec in load_agents(settings.acp_agents).items():
+        if name in runtimes:
+            raise ValueError(f"AGENTYARD_ACP_AGENTS: {name!r} is a built-in agent's name")
+        profile = CommandProfile(name, spec)
+        runtimes[name] = acp_runtime(settings, name, profile, spec.permission)
+    return runtimes
+
+
+def acp_runtime(
+    settings: Settings,
+    name: str,
+    profile: GeminiProfile | CommandProfile,
+    permission: Policy | None,
+) -> AcpRuntime:
+    return AcpRuntime(
+        name,
+        profile,
+        idle_seconds=settings.acp_idle_seconds,
+        cancel_grace_seconds=settings.acp_cancel_grace_seconds,
+        permission=permission or settings.acp_permission,
+        version=__version__,
+    )

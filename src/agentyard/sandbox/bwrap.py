@@ -43,7 +43,9 @@ from agentyard.sandbox.proxy import EgressPolicy, ModelProxy, Upstream
 
 log = structlog.get_logger(__name__)
 
-BRIDGE_PORT = 10080
+# Not 10080: that is on the Fetch standard's list of "bad ports", which Node's fetch (the
+# Gemini CLI's HTTP client) refuses to connect to.
+BRIDGE_PORT = 18080
 """The model bridge's port inside every sandbox (each has its own network namespace)."""
 _INSIDE = "/run/agentyard"
 _RUNTIME_PREFIX = "agentyard-sandbox-"

@@ -21,11 +21,12 @@ SIDE_TEXT = "Scripted session"
 
 ANTHROPIC = "anthropic"
 OPENAI = "openai"
+GEMINI = "gemini"
 
 # Context the CLIs add to user messages; it is not the prompt, so it never selects a scenario.
 _WRAPPER_BLOCKS = re.compile(
     r"<(system-reminder|environment_context|user_instructions|permissions instructions|"
-    r"collaboration_mode|skills_instructions|apps_instructions|turn_aborted)>.*?</\1>",
+    r"collaboration_mode|skills_instructions|apps_instructions|turn_aborted|session_context)>.*?</\1>",
     re.DOTALL,
 )
 _AGENTS_MD_PREFIX = "# AGENTS.md instructions for "
@@ -33,10 +34,17 @@ _INTERRUPTED = re.compile(r"^\[Request interrupted by user[^\]]*\]$")
 
 # Where the CLIs state the working directory (see ``detect_cwd``).
 _CODEX_CWD = re.compile(r"<cwd>\s*([^<\n]+?)\s*</cwd>")
+# Gemini CLI: the first entry under "- **Workspace Directories:**" in its <session_context>.
+_GEMINI_CWD = re.compile(
+    r"Workspace Directories:\**[ \t]*\n[ \t]*-[ \t]*(/[^\n]*?)[ \t]*$", re.MULTILINE
+)
 _CLAUDE_CWD = (
     re.compile(r"^[ \t]*-?[ \t]*Primary working directory:[ \t]*(/[^\n]*?)[ \t]*$", re.MULTILINE),
     re.compile(r"^[ \t]*-?[ \t]*Working directory:[ \t]*(/[^\n]*?)[ \t]*$", re.MULTILINE),
 )
+
+
+_APIS = (ANTHROPIC, OPENAI, GEMINI)
 
 
 class ScriptError(ValueError):
@@ -93,10 +101,10 @@ def _check_turn(turn: Mapping[str, Any], where: str) -> None:
     for k, call in enumerate(calls):
         if not isinstance(call, dict) or not isinstance(call.get("name"), str):
             raise ScriptError(f"{where}.tool_calls[{k}] needs a string name")
-    for api in (ANTHROPIC, OPENAI):
+    for api in (ANTHROPIC, OPENAI, GEMINI):
         override = turn.get(api)
         if override is not None:
-            if not isinstance(override, dict) or ANTHROPIC in override or OPENAI in override:
+            if not isinstance(override, dict) or any(k in override for k in _APIS):
                 raise ScriptError(f"{where}.{api} is not a plain turn object")
             _check_turn(override, f"{where}.{api}")
     models = turn.get("models")
@@ -127,6 +135,10 @@ def plan_request(script: Mapping[str, Any], api: str, body: Mapping[str, Any]) -
     """Choose the scenario and turn for a request body of either API."""
     if api == ANTHROPIC:
         prompt, step, cwd = _anthropic_position(body)
+    elif api == GEMINI:
+        from agentyard.testing import model_gemini  # it builds on this module
+
+        prompt, step, cwd = model_gemini.position(body)
     else:
         prompt, step, cwd = _openai_position(body)
     if not body.get("tools"):
@@ -169,7 +181,7 @@ def _replace_cwd(value: Any, cwd: str) -> Any:
     return value
 
 
-def _prompt_text(texts: list[str]) -> str:
+def prompt_text(texts: list[str]) -> str:
     """The user's own words in a message: the CLIs' context blocks removed."""
     kept = []
     for text in texts:
@@ -189,7 +201,7 @@ def detect_cwd(texts: list[str]) -> str | None:
     ``<system-reminder>`` of the first user message (older versions put ``Working directory:
     /abs/path`` in an ``<env>`` block of the system prompt).
     """
-    for pattern in (_CODEX_CWD, *_CLAUDE_CWD):
+    for pattern in (_CODEX_CWD, _GEMINI_CWD, *_CLAUDE_CWD):
         for text in reversed(texts):
             found = pattern.findall(text)
             if found:
@@ -197,7 +209,7 @@ def detect_cwd(texts: list[str]) -> str | None:
     return None
 
 
-def _count_turns(is_model: list[bool]) -> int:
+def count_turns(is_model: list[bool]) -> int:
     """How many model turns a history holds: runs of consecutive model-made items."""
     count, previous = 0, False
     for flag in is_model:
@@ -225,10 +237,10 @@ def _anthropic_position(body: Mapping[str, Any]) -> tuple[str | None, int, str |
     start = 0
     for i, message in enumerate(messages):
         if message.get("role") == "user":
-            text = _prompt_text(_anthropic_texts(message.get("content")))
+            text = prompt_text(_anthropic_texts(message.get("content")))
             if text:
                 prompt, start = text, i + 1
-    step = _count_turns([m.get("role") == "assistant" for m in messages[start:]])
+    step = count_turns([m.get("role") == "assistant" for m in messages[start:]])
     texts = _anthropic_texts(body.get("system"))
     for message in messages:
         if message.get("role") == "user":
@@ -270,7 +282,7 @@ def _openai_position(body: Mapping[str, Any]) -> tuple[str | None, int, str | No
     start = 0
     for i, item in enumerate(items):
         if item.get("type", "message") == "message" and item.get("role") == "user":
-            text = _prompt_text(_openai_texts(item))
+            text = prompt_text(_openai_texts(item))
             if text:
                 prompt, start = text, i + 1
 
@@ -280,7 +292,7 @@ def _openai_position(body: Mapping[str, Any]) -> tuple[str | None, int, str | No
             kind == "message" and item.get("role") == "assistant"
         )
 
-    step = _count_turns([is_model(i) for i in items[start:]])
+    step = count_turns([is_model(i) for i in items[start:]])
     texts: list[str] = []
     if isinstance(body.get("instructions"), str):
         texts.append(body["instructions"])

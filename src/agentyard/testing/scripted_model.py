@@ -1,4 +1,5 @@
-"""A scripted model server: the Anthropic Messages and OpenAI Responses APIs, replaying a script.
+"""A scripted model server: the Anthropic Messages, OpenAI Responses and Gemini APIs, replaying
+a script.
 
 Tests drive the real Claude CLI and codex binary against it on 127.0.0.1; users point Agentyard
 at it to try the product offline (``agentyard scripted-model --script FILE``).
@@ -10,8 +11,10 @@ number of model turns since that prompt, so the server holds no conversation sta
 or continued session, which resends the whole history, lands on the right turn. A TURN is
 ``{"delay": s, "status": code, "error": msg, "thinking": str, "text": str,
 "tool_calls": [{"name": ..., "input": ...}], "anthropic": {...}, "openai": {...},
-"models": {MODEL: {...}}}`` (every key optional; ``anthropic``/``openai`` override the others
-for one API, since Claude Code and codex have different tools, and ``models`` for one model).
+"gemini": {...}, "models": {MODEL: {...}}}`` (every key optional; ``anthropic``/``openai``/
+``gemini`` override the others for one API, since Claude Code, codex and the Gemini CLI have
+different tools, and ``models`` for one model). With ``keys={"gemini": KEY}`` (per API) a
+request with another key is refused as the real API refuses it.
 ``{cwd}`` in any string of it becomes the agent's working directory, read from the request.
 Past the last turn the answer is the text ``done``.
 """
@@ -19,6 +22,7 @@ Past the last turn the answer is the text ``done``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import json
 import socket
@@ -33,9 +37,11 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentyard.testing import model_gemini
 from agentyard.testing.model_script import (
     ANTHROPIC,
     FINAL_TEXT,
+    GEMINI,
     OPENAI,
     SIDE_TEXT,
     Plan,
@@ -60,6 +66,7 @@ from agentyard.testing.model_wire import (
 __all__ = [
     "ANTHROPIC",
     "FINAL_TEXT",
+    "GEMINI",
     "OPENAI",
     "SIDE_TEXT",
     "Plan",
@@ -144,6 +151,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(ANTHROPIC, body)
             elif path in ("/v1/responses", "/responses"):
                 self._answer(OPENAI, body)
+            elif route := model_gemini.ROUTE.match(path):
+                # Gemini names the model in the path: kept in the body, as the other APIs
+                # have it, for ``models`` overrides and the request log.
+                self._answer(GEMINI, {**body, "model": route.group(1)})
             else:
                 self._send_json(404, {"error": {"message": f"no route POST {path}"}})
         except ScriptError as exc:
@@ -162,6 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         name = str(body.get("model") or "scripted-model")
+        if api == GEMINI:
+            self._answer_gemini(plan, body)
+            return
         if status >= 400:
             message = str(turn.get("error") or f"scripted HTTP {status}")
             error = (
@@ -183,6 +197,29 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_sse(openai_stream(response))
             else:
                 self._send_json(200, response)
+
+    def _answer_gemini(self, plan: Plan, body: dict[str, Any]) -> None:
+        route = model_gemini.ROUTE.match(urlsplit(self.path).path.rstrip("/"))
+        assert route is not None
+        name, method = route.group(1), route.group(2)
+        key = self.headers.get("x-goog-api-key") or ""
+        wanted = self.server.model.keys.get(GEMINI)
+        turn = plan.turn
+        status = int(turn.get("status") or 200)
+        if wanted is not None and key != wanted:
+            self._send_json(400, model_gemini.error(400, model_gemini.BAD_KEY))
+            return
+        if status >= 400:
+            message = str(turn.get("error") or f"scripted HTTP {status}")
+            self._send_json(status, model_gemini.error(status, message))
+            return
+        if plan.side and model_gemini.side_answer(body):
+            plan = dataclasses.replace(plan, turn={"text": model_gemini.side_answer(body)})
+        answer = model_gemini.response(plan, name, body)
+        if method == "streamGenerateContent":
+            self._send_sse(model_gemini.stream(answer))
+        else:
+            self._send_json(200, answer)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -221,7 +258,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for kind, data in events:
-            chunk = f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+            named = f"event: {kind}\n" if kind else ""  # Gemini's frames are data only
+            chunk = f"{named}data: {json.dumps(data)}\n\n".encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         self.wfile.write(b"0\r\n\r\n")
 
@@ -240,8 +278,11 @@ class ScriptedModelServer:
         port: int = 0,
         *,
         echo: Callable[[str], None] | None = None,
+        keys: Mapping[str, str] | None = None,
     ) -> None:
         self._script = load_script(script)
+        self.keys = dict(keys or {})
+        """The key each API accepts (``{"gemini": ...}``); any key where none is given."""
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._connections: set[socket.socket] = set()
@@ -393,6 +434,7 @@ def serve(script_path: Path, host: str, port: int) -> None:
         f"Scripted model on {server.url}\n"
         f"  Claude: ANTHROPIC_BASE_URL={server.url} ANTHROPIC_API_KEY=any\n"
         f"  Codex:  provider base_url={server.url}/v1 wire_api=responses\n"
+        f"  Gemini: GOOGLE_GEMINI_BASE_URL={server.url} GEMINI_API_KEY=any\n"
         f"  Log:    GET {server.url}/_requests",
         file=sys.stderr,
         flush=True,
