@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,7 +179,7 @@ def test_loopback_ports_are_unreachable(client: httpx.Client, server: ServerProc
 
 def test_system_directories_and_the_venv_are_read_only(client: httpx.Client) -> None:
     """Writes to /etc, /usr and the server's virtualenv fail."""
-    venv = Path(os.environ.get("VIRTUAL_ENV") or Path(__file__).resolve().parents[1] / ".venv")
+    venv = Path(sys.prefix)  # the virtualenv running these tests and the server
     site = next(venv.glob("lib/python*/site-packages"))
     targets = ["/etc/planted", "/usr/planted", str(site / "planted.pth"), str(venv / "planted")]
     task = run_script(client, "; ".join(f"touch {t} && echo LEAK-{t}" for t in targets) + "; true")
