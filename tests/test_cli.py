@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from agentyard.client import Client, Unauthorized
-from agentyard.testing.dropping_proxy import DroppingProxy
+from agentyard.testing.faults import TcpProxy
 from agentyard.testing.harness import API_KEY
 from clientkit import TOKEN, Yard, yard  # noqa: F401 - the module's server fixture
 
@@ -120,11 +120,11 @@ def test_logs_follow_survives_the_connection_dropping_mid_run(
     api: Client,
 ) -> None:
     """Cut twice mid-run: the follower resumes with Last-Event-ID; every event once."""
-    with DroppingProxy(yard.server.port) as proxy:
+    with TcpProxy("127.0.0.1", yard.server.port) as proxy:
         run_id = api.create_task("stepwise for the follower").run_id
         follower = subprocess.Popen(
             [sys.executable, "-m", "agentyard.cli", "logs", run_id, "--follow", "--json"],
-            env=cli_env(yard, proxy.url),
+            env=cli_env(yard, proxy.http_url),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -22,7 +22,7 @@ from agentyard.client import (
     Unauthorized,
 )
 from agentyard.client.errors import ApiError, error_for
-from agentyard.testing.dropping_proxy import DroppingProxy
+from agentyard.testing.faults import TcpProxy
 from agentyard.testing.harness import API_KEY, free_port
 from clientkit import TOKEN, Yard, yard  # noqa: F401 - the module's server fixture
 
@@ -85,7 +85,7 @@ def test_stream_resumes_after_dropped_connections_losing_and_repeating_nothing(
 ) -> None:
     """The connection is cut twice mid-run; the stream reconnects with Last-Event-ID and
     yields exactly the stored events, each once, ending at finish."""
-    with DroppingProxy(yard.server.port) as proxy, Client(proxy.url, API_KEY) as c:
+    with TcpProxy("127.0.0.1", yard.server.port) as proxy, Client(proxy.http_url, API_KEY) as c:
         run_id = c.create_task("stepwise please").run_id
         got: list[Event] = []
         for event in c.stream(run_id):
@@ -221,7 +221,7 @@ async def test_the_async_client_speaks_the_same_api(yard: Yard) -> None:  # noqa
 
 def test_a_stream_gives_up_when_the_server_is_gone_for_good(yard: Yard) -> None:  # noqa: F811
     """No server to resume from: ConnectionFailed, after a bounded number of attempts."""
-    with DroppingProxy(yard.server.port) as proxy, Client(proxy.url, API_KEY) as c:
+    with TcpProxy("127.0.0.1", yard.server.port) as proxy, Client(proxy.http_url, API_KEY) as c:
         run_id = c.create_task("slow for a lost stream").run_id
         stream = c.stream(run_id, max_reconnects=2)
         assert next(stream).seq == 1

@@ -12,6 +12,7 @@ import contextlib
 import socket
 import sqlite3
 import threading
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,6 +48,8 @@ class TcpProxy:
         self._open: set[socket.socket] = set()
         self._cut = False
         self._closed = False
+        self.drops = 0
+        """How many times :meth:`drop` cut something."""
         self._thread = threading.Thread(target=self._accept, name="tcp-proxy", daemon=True)
         self._thread.start()
 
@@ -58,12 +61,38 @@ class TcpProxy:
             .render_as_string(hide_password=False)
         )
 
+    @property
+    def http_url(self) -> str:
+        """An HTTP upstream through this proxy (e.g. a server a client's stream is cut from)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def cut(self) -> None:
         with self._lock:
             self._cut = True
             sockets, self._open = self._open, set()
         for sock in sockets:
             _close(sock)
+
+    def drop(self, wait: float = 5.0) -> int:
+        """Cut the connections open now but keep accepting new ones (a dropped stream that
+        its client reconnects); waits up to ``wait`` s for one to be open, since a client may
+        be between two connections. How many connections were cut."""
+        deadline = time.monotonic() + wait
+        while not self._open and time.monotonic() < deadline and not self._closed:
+            time.sleep(0.01)
+        with self._lock:
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            _close(sock)
+        if sockets:
+            self.drops += 1
+        return len(sockets) // 2
 
     def restore(self) -> None:
         with self._lock:
