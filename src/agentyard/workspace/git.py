@@ -1,15 +1,8 @@
 """Git through the real git CLI: mirrors, workspaces, branches, commits, pushes and diffs.
 
-Every call is an asyncio subprocess in its own process group with a timeout; on timeout or
-cancellation the whole group (git and its helpers) is killed and reaped.
-
-A token reaches git only through the environment: git asks the askpass script written by
-:class:`Git`, which prints ``$AGENTYARD_GIT_TOKEN`` - and only when git is talking to the
-host the call was made for. The token is never in argv, a URL or a config file, and is
-scrubbed from every error message. The host's git configuration, credential helpers and
-``.netrc`` are kept out (controlled ``HOME``, no system or global config), and only the
-https (and, when allowed, http) transports may be used, so a URL or a repository's config
-cannot make git run ``ext::`` commands or read local files.
+Every command runs through :class:`~agentyard.workspace.git_process.GitProcess`: a controlled
+environment, the host-bound askpass (a token is never in argv, a URL or a file), only the
+https (and, when allowed, http) transports, its own process group, a timeout.
 
 A workspace is where an agent works, so its ``.git`` is not trusted. Before every git
 command the server runs on a workspace's repository (commit, branch, checkout, fetch, push,
@@ -38,7 +31,6 @@ import hashlib
 import os
 import re
 import shutil
-import signal
 import stat
 import tempfile
 import time
@@ -51,40 +43,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-TOKEN_ENV = "AGENTYARD_GIT_TOKEN"
-HOST_ENV = "AGENTYARD_GIT_HOST"
-TOKEN_USERNAME = "x-access-token"
-
-# git calls askpass with a prompt: "Username for 'https://host': " or
-# "Password for 'https://x-access-token@host': ". The password is printed only when the
-# prompt names the host of this call, so a redirect to another host never gets the token.
-_ASKPASS = f"""#!/bin/sh
-# Written by agentyard: git's credentials come from the environment, never from disk.
-case "$1" in
-  Username*) echo {TOKEN_USERNAME} ;;
-  Password*"@${HOST_ENV}'"*) printf '%s\\n' "${TOKEN_ENV}" ;;
-  *) exit 1 ;;
-esac
-"""
-
-# Passed through from the server's environment: how to reach the network, and nothing else
-# (no GIT_* variables, no XDG config, no secrets of other services).
-_PASSTHROUGH_ENV = (
-    "PATH",
-    "TMPDIR",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "all_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "ALL_PROXY",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "GIT_SSL_CAINFO",
-    "GIT_SSL_CAPATH",
+from agentyard.workspace.git_process import (
+    HOST_ENV,
+    TOKEN_ENV,
+    GitError,
+    GitProcess,
+    _redact_url,
 )
+
+__all__ = ["HOST_ENV", "TOKEN_ENV", "DiffStats", "FileStat", "Git", "GitError", "mirror_name"]
 
 # The workspace config keys kept before the server runs git there; everything else (url
 # rewrites, proxies, credential helpers, fsmonitor, filters, diff drivers, includes,
@@ -116,17 +83,6 @@ _DROPPED_GIT_FILES = (
 _FULL_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 _LOCK_POLL_SECONDS = 0.05
-_STDERR_TAIL = 800
-
-
-class GitError(Exception):
-    """A git command failed. The message names the subcommand and ends with the tail of
-    git's stderr; it never contains the token."""
-
-    def __init__(self, message: str, command: str = "", stderr: str = "") -> None:
-        super().__init__(message)
-        self.command = command
-        self.stderr = stderr
 
 
 @dataclass(frozen=True)
@@ -175,9 +131,8 @@ class DiffStats:
         }
 
 
-class Git:
-    """Runs git for the server. ``state_dir`` holds the askpass script and the ``HOME`` git
-    sees; it should be private to the server (it is created with mode 0700)."""
+class Git(GitProcess):
+    """Git's operations for the server (on top of :class:`GitProcess`, which runs git)."""
 
     def __init__(
         self,
@@ -189,32 +144,18 @@ class Git:
         allow_http: bool = False,
         git: str = "git",
     ) -> None:
-        self.timeout = timeout
-        self.author_name = author_name
-        self.author_email = author_email
-        self.allow_http = allow_http
-        self.git = git
-        self.state_dir = state_dir
-        self.home = state_dir / "home"
-        self.askpass = state_dir / "askpass.sh"
-        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        state_dir.chmod(0o700)
-        self._write_askpass()
+        super().__init__(
+            state_dir,
+            timeout=timeout,
+            author_name=author_name,
+            author_email=author_email,
+            allow_http=allow_http,
+            git=git,
+        )
         # One asyncio lock per mirror, per event loop (a lock is bound to its loop).
         self._locks: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]
         ] = weakref.WeakKeyDictionary()
-
-    def _write_askpass(self) -> None:
-        if self.askpass.exists() and self.askpass.read_text() == _ASKPASS:
-            self.askpass.chmod(0o700)
-            return
-        # Written aside and renamed, so a concurrent git never runs a half-written script.
-        staging = self.askpass.with_name(f".askpass.{uuid.uuid4().hex}")
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(_ASKPASS)
-        os.replace(staging, self.askpass)
 
     # -- remote repositories ---------------------------------------------------------
 
@@ -534,129 +475,6 @@ class Git:
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
 
-    def _env(self, url: str | None, token: str | None, allow_file: bool) -> dict[str, str]:
-        env = {name: os.environ[name] for name in _PASSTHROUGH_ENV if name in os.environ}
-        env.setdefault("PATH", os.defpath)
-        protocols = ["https", *(["http"] if self.allow_http else [])]
-        env.update(
-            {
-                "HOME": str(self.home),
-                "LC_ALL": "C",
-                "LANG": "C",
-                "GIT_CONFIG_NOSYSTEM": "1",
-                "GIT_CONFIG_GLOBAL": os.devnull,
-                "GIT_TERMINAL_PROMPT": "0",
-                # Objects are what they are: refs/replace in a workspace substitutes nothing.
-                "GIT_NO_REPLACE_OBJECTS": "1",
-                "GCM_INTERACTIVE": "never",
-                "GIT_ASKPASS": str(self.askpass),
-                # Overrides every config file, including a repository's own.
-                "GIT_ALLOW_PROTOCOL": "file" if allow_file else ":".join(protocols),
-                "GIT_AUTHOR_NAME": self.author_name,
-                "GIT_AUTHOR_EMAIL": self.author_email,
-                "GIT_COMMITTER_NAME": self.author_name,
-                "GIT_COMMITTER_EMAIL": self.author_email,
-            }
-        )
-        if token and url:
-            env[TOKEN_ENV] = token
-            env[HOST_ENV] = urlsplit(url).netloc
-        return env
-
-    def _argv(self, args: list[str], allow_file: bool) -> list[str]:
-        http = "always" if self.allow_http else "never"
-        return [
-            self.git,
-            "-c", "protocol.allow=never",
-            "-c", "protocol.https.allow=always",
-            "-c", f"protocol.http.allow={http}",
-            "-c", f"protocol.file.allow={'always' if allow_file else 'never'}",
-            "-c", "credential.helper=",
-            "-c", "core.hooksPath=/dev/null",
-            "-c", "core.fsmonitor=false",
-            *args,
-        ]  # fmt: skip
-
-    async def _run(
-        self,
-        args: list[str],
-        *,
-        cwd: Path,
-        url: str | None = None,
-        token: str | None = None,
-        allow_file: bool = False,
-        env: dict[str, str] | None = None,
-    ) -> str:
-        """Run git in ``cwd`` (with ``env`` added to its environment); its stdout, or
-        GitError naming the subcommand."""
-        code, out, err = await self._exec(args, cwd, url, token, allow_file, env)
-        if code != 0:
-            raise _failure(args, code, _scrub(err, token))
-        return out
-
-    async def _probe(self, args: list[str], cwd: Path) -> bool:
-        """A yes/no question (``--quiet`` commands): exit 0 is yes, 1 is no."""
-        code, _, err = await self._exec(args, cwd, None, None, False)
-        if code not in (0, 1):
-            raise _failure(args, code, err)
-        return code == 0
-
-    async def _exec(
-        self,
-        args: list[str],
-        cwd: Path,
-        url: str | None,
-        token: str | None,
-        allow_file: bool,
-        extra_env: dict[str, str] | None = None,
-    ) -> tuple[int, str, str]:
-        """Run git; its exit code, stdout and stderr. Killed with its process group on
-        timeout (GitError) or cancellation."""
-        # An empty token means none (public repositories); a token must fit on one line of
-        # askpass output.
-        if token and (not token.isprintable() or " " in token):
-            raise GitError("the git token contains whitespace or control characters")
-        cwd = cwd.resolve()
-        env = self._env(url, token, allow_file)
-        # git must find no repository above cwd (e.g. the server's own checkout).
-        env["GIT_CEILING_DIRECTORIES"] = str(cwd.parent)
-        env.update(extra_env or {})
-        proc = await asyncio.create_subprocess_exec(
-            *self._argv(args, allow_file),
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except BaseException as exc:
-            # Timeout or cancellation: git, its remote helper and askpass share the group.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await asyncio.shield(proc.wait())
-            if isinstance(exc, TimeoutError):
-                command = _subcommand(args)
-                raise GitError(
-                    f"git {command} timed out after {self.timeout:g}s", command
-                ) from None
-            raise
-        code = proc.returncode if proc.returncode is not None else -1
-        return code, out.decode(errors="replace"), err.decode(errors="replace")
-
-
-def _subcommand(args: list[str]) -> str:
-    return args[2] if args[0] == "-c" else args[0]
-
-
-def _failure(args: list[str], code: int, stderr: str) -> GitError:
-    command = _subcommand(args)
-    tail = stderr.strip()[-_STDERR_TAIL:]
-    message = f"git {command} failed (exit {code})" + (f": {tail}" if tail else "")
-    return GitError(message, command, tail)
-
 
 # -- names -------------------------------------------------------------------------------
 
@@ -739,18 +557,6 @@ def _drop_git_files(gitdir: Path) -> None:
 
 
 # -- text --------------------------------------------------------------------------------
-
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def _scrub(text: str, token: str | None) -> str:
-    if token:
-        text = text.replace(token, "***")
-    return _URL_CREDENTIALS.sub("***@", text)
-
-
-def _redact_url(url: str) -> str:
-    return _URL_CREDENTIALS.sub("***@", url)
 
 
 def _config_text(entries: list[tuple[str, str]]) -> str:
