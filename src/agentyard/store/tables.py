@@ -146,3 +146,22 @@ groups = sa.Table(
     sa.Column("pr_number", sa.Integer(), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
+
+# One row per Idempotency-Key of a user, written in the transaction that inserts its run(s):
+# a crash never leaves a run without its key nor a key without its run. Kept 24 hours.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("user_id", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("route", sa.String(200), nullable=False),
+    # Per request field, a keyed hash of its value: a mismatch names the fields, and no
+    # value (a prompt, an environment variable) is kept.
+    sa.Column("fingerprint", sa.JSON(), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=False),
+    # The first response, sealed (it may carry a webhook signing secret).
+    sa.Column("response_sealed", sa.Text(), nullable=False),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)
