@@ -1,4 +1,5 @@
-"""Token prices for runtimes whose SDK reports tokens but no cost (Codex).
+"""Token prices: for runtimes whose SDK reports tokens but no cost (Codex), and for the model
+proxy's metering of a run's cost as it goes (``maxCostUsd``).
 
 Prices are US dollars per million tokens. ``DEFAULT_PRICES`` holds figures for a few OpenAI
 slugs and is only a starting point: list prices change and gateways charge their own, so the
@@ -40,6 +41,18 @@ DEFAULT_PRICES: Mapping[str, ModelPrice] = {
     "o4-mini": ModelPrice(1.1, 0.275, 4.4),
     # Slugs of the codex 0.163 catalog with no list price known to us: configure them.
     "gpt-5.5": ModelPrice(1.75, 0.175, 14.0),
+    # Anthropic list prices (cache writes are counted as input).
+    "claude-opus-4": ModelPrice(15.0, 1.5, 75.0),
+    "claude-opus-4-1": ModelPrice(15.0, 1.5, 75.0),
+    "claude-opus-4-5": ModelPrice(5.0, 0.5, 25.0),
+    "claude-sonnet-4": ModelPrice(3.0, 0.3, 15.0),
+    "claude-sonnet-4-5": ModelPrice(3.0, 0.3, 15.0),
+    "claude-haiku-4-5": ModelPrice(1.0, 0.1, 5.0),
+    "claude-3-5-haiku": ModelPrice(0.8, 0.08, 4.0),
+    # Google list prices (up to 200k tokens of prompt).
+    "gemini-2.5-pro": ModelPrice(1.25, 0.31, 10.0),
+    "gemini-2.5-flash": ModelPrice(0.3, 0.075, 2.5),
+    "gemini-2.5-flash-lite": ModelPrice(0.1, 0.025, 0.4),
 }
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 SANDBOX_HOME = "/home/agent"
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -29,6 +29,17 @@ class Limits:
     tmp_bytes: int = 2 * 1024**3
 
 
+class ModelWatch(Protocol):
+    """Told of each model response of a run as it passes the model proxy."""
+
+    def response(self, route: str, status: int) -> None:
+        """The provider answered with ``status``."""
+
+    def usage(self, route: str, model: str | None, usage: Mapping[str, Any]) -> None:
+        """A response used these tokens (``inputTokens``, ``cachedInputTokens``,
+        ``outputTokens``)."""
+
+
 @dataclass(frozen=True)
 class SandboxRequest:
     run_id: str
@@ -40,6 +51,8 @@ class SandboxRequest:
     """More host paths the runtime needs (its own install), read-only."""
     marker_env: Mapping[str, str] = field(default_factory=dict)
     """Set in every process of the run (how stray processes are found and killed)."""
+    watch: ModelWatch | None = None
+    """Told of the run's model responses (the run's limits and retries)."""
 
 
 @dataclass(frozen=True)

@@ -239,7 +239,7 @@ class BwrapSandbox:
     @asynccontextmanager
     async def confine(self, request: SandboxRequest) -> AsyncIterator[_Run]:
         directory = Path(tempfile.mkdtemp(prefix=f"{request.run_id[:24]}-", dir=self._runs))
-        token = self.proxy.grant(request.run_id)
+        token = self.proxy.grant(request.run_id, request.watch)
         run = _Run(self, request, directory, token)
         try:
             run.cgroups = await asyncio.to_thread(self.cgroups.create, request.run_id)

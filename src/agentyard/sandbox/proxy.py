@@ -22,10 +22,14 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h11
 import httpx
 import structlog
+
+from agentyard.sandbox.base import ModelWatch
+from agentyard.sandbox.metering import UsageTap
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +53,8 @@ _DROPPED_REQUEST = frozenset(
         b"x-goog-api-key",
     }
 )
+# A watched run's responses come uncompressed, so that the meter can read their usage.
+_DROPPED_WATCHED = _DROPPED_REQUEST | {b"accept-encoding"}
 _DROPPED_RESPONSE = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"trailer", b"upgrade", b"te"}
 )
@@ -80,6 +86,8 @@ class Grant:
 
     run_id: str
     routes: dict[str, Upstream] = field(default_factory=dict)
+    watch: ModelWatch | None = None
+    """Told of each response's status and usage (the run's limits and retries)."""
 
 
 @dataclass(frozen=True)
@@ -119,10 +127,10 @@ class ModelProxy:
 
     # -- tokens ------------------------------------------------------------------------
 
-    def grant(self, run_id: str) -> str:
+    def grant(self, run_id: str, watch: ModelWatch | None = None) -> str:
         """A new token for ``run_id``, valid until :meth:`revoke`."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(24)
-        self._grants[token] = Grant(run_id)
+        self._grants[token] = Grant(run_id, watch=watch)
         return token
 
     def route(self, token: str, name: str, upstream: Upstream) -> None:
@@ -267,10 +275,13 @@ class _Connection:
         if upstream is None:
             await self._error(404, f"no model route {name!r} for this run")
             return
+        route = name.split("?", 1)[0]
         url = upstream.base_url.rstrip("/") + "/" + rest
-        headers = [
-            (k, v) for k, v in request.headers if k.lower() not in _DROPPED_REQUEST
-        ] + upstream.headers()
+        dropped = _DROPPED_REQUEST if grant.watch is None else _DROPPED_WATCHED
+        headers = [(k, v) for k, v in request.headers if k.lower() not in dropped]
+        headers += upstream.headers()
+        if grant.watch is not None:
+            headers.append((b"accept-encoding", b"identity"))
         client = self.proxy._client
         assert client is not None
         try:
@@ -281,6 +292,10 @@ class _Connection:
         except httpx.HTTPError as exc:
             await self._error(502, f"the model provider could not be reached: {type(exc).__name__}")
             return
+        watch = grant.watch
+        tap = UsageTap(route) if watch is not None else None
+        if watch is not None:
+            _told(watch.response, route, response.status_code)
         try:
             out_headers = [
                 (k, v) for k, v in response.headers.raw if k.lower() not in _DROPPED_RESPONSE
@@ -294,9 +309,16 @@ class _Connection:
             )
             async for chunk in response.aiter_raw():
                 await self._send(h11.Data(data=chunk))
+                if tap is not None and not response.headers.get("content-encoding"):
+                    tap.feed(chunk)
             await self._send(h11.EndOfMessage())
         finally:
             await response.aclose()
+            if tap is not None and watch is not None:
+                tap.close()
+                used = tap.result()
+                if used is not None:
+                    _told(watch.usage, route, *used)
 
     async def _tunnel(self, request: h11.Request) -> None:
         policy = self.proxy.egress
@@ -338,6 +360,14 @@ class _Connection:
             _splice(self.reader, up_writer), _splice(up_reader, self.writer), return_exceptions=True
         )
         up_writer.close()
+
+
+def _told(call: Any, *args: Any) -> None:
+    """A watcher's failure never breaks the agent's request."""
+    try:
+        call(*args)
+    except Exception:
+        log.exception("model response watcher failed")
 
 
 async def _splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

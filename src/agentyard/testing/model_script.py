@@ -95,6 +95,19 @@ def _check_turn(turn: Mapping[str, Any], where: str) -> None:
     for key in ("text", "thinking", "error"):
         if turn.get(key) is not None and not isinstance(turn[key], str):
             raise ScriptError(f"{where}.{key} is not a string")
+    first = turn.get("fail_first")
+    if first is not None and not (
+        isinstance(first, dict)
+        and isinstance(first.get("times"), int)
+        and isinstance(first.get("status"), int)
+        and 400 <= first["status"] <= 599
+    ):
+        raise ScriptError(f"{where}.fail_first is not {{'times': n, 'status': 4xx/5xx}}")
+    usage = turn.get("usage")
+    if usage is not None and not (
+        isinstance(usage, dict) and all(isinstance(v, int) for v in usage.values())
+    ):
+        raise ScriptError(f"{where}.usage is not an object of token counts")
     calls = turn.get("tool_calls", [])
     if not isinstance(calls, list):
         raise ScriptError(f"{where}.tool_calls is not a list")

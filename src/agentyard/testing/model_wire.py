@@ -90,6 +90,7 @@ def anthropic_message(plan: Plan, model: str, body: Mapping[str, Any]) -> dict[s
             "output_tokens": estimate_tokens(content),
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
+            **(turn.get("usage") or {}),
         },
     }
 

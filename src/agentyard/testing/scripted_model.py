@@ -13,7 +13,10 @@ or continued session, which resends the whole history, lands on the right turn. 
 "tool_calls": [{"name": ..., "input": ...}], "anthropic": {...}, "openai": {...},
 "gemini": {...}, "models": {MODEL: {...}}}`` (every key optional; ``anthropic``/``openai``/
 ``gemini`` override the others for one API, since Claude Code, codex and the Gemini CLI have
-different tools, and ``models`` for one model). With ``keys={"gemini": KEY}`` (per API) a
+different tools, and ``models`` for one model). ``"fail_first": {"times": n, "status": code}``
+fails the turn's first ``n`` requests (the only state the server keeps: a client's retries
+then succeed), and ``"usage": {"input_tokens": n, "output_tokens": m}`` sets the Anthropic
+usage a turn reports. With ``keys={"gemini": KEY}`` (per API) a
 request with another key is refused as the real API refuses it.
 ``{cwd}`` in any string of it becomes the agent's working directory, read from the request.
 Past the last turn the answer is the text ``done``.
@@ -167,6 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
         plan = plan_request(model.script, api, body)
         turn = plan.turn
         status = int(turn.get("status") or 200)
+        first = turn.get("fail_first")
+        if isinstance(first, dict) and model._fails_now(api, plan, int(first["times"])):
+            status = int(first["status"])
+            turn = {**turn, "status": status}
+            plan = dataclasses.replace(plan, turn=turn)
         model._record(self.path, api, body, plan, status, dict(self.headers.items()))
         delay = float(turn.get("delay") or 0)
         if delay > 0 and not model._sleep(delay):
@@ -285,6 +293,7 @@ class ScriptedModelServer:
         """The key each API accepts (``{"gemini": ...}``); any key where none is given."""
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
+        self._failed: dict[tuple[str, int | None, int | None, str | None], int] = {}
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._echo = echo
@@ -382,6 +391,16 @@ class ScriptedModelServer:
                 self._connections.add(conn)
             else:
                 self._connections.discard(conn)
+
+    def _fails_now(self, api: str, plan: Plan, times: int) -> bool:
+        """Whether this request is one of the first ``times`` of its turn (then counted)."""
+        key = (api, plan.scenario, plan.step, plan.prompt)
+        with self._lock:
+            done = self._failed.get(key, 0)
+            if done >= times:
+                return False
+            self._failed[key] = done + 1
+            return True
 
     def _sleep(self, seconds: float) -> bool:
         """Wait (without holding up other requests); False if the server stopped meanwhile."""
