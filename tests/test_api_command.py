@@ -139,12 +139,13 @@ def test_patch_renames_and_cancel_on_a_completed_run_changes_nothing(
     assert client.get(f"/api/v1/tasks/{body['runId']}/status").json()["status"] == "completed"
 
 
-def test_continue_runs_on_the_same_chat_and_refuses_while_active(client: httpx.Client) -> None:
-    """Continue makes a new run on the chat; 409 while the chat's latest run is active."""
+def test_continue_runs_on_the_same_chat_queued_behind_an_active_run(
+    client: httpx.Client,
+) -> None:
+    """A follow-up sent while the chat's run is active waits behind it (FIFO per chat) and
+    says so; cancelling the active run does not cancel the follow-up, which then runs."""
     slow = create(client, "slow")
-    r = client.post(f"/api/v1/tasks/{slow['runId']}/continue", json={"prompt": "more"})
-    assert r.status_code == 409 and "still" in r.json()["error"]
-    client.patch(f"/api/v1/tasks/{slow['runId']}", json={"action": "cancel"})
+    wait_status(client, slow["runId"], {"running"})
     r = client.post(
         f"/api/v1/tasks/{slow['runId']}/continue",
         json={"prompt": "again", "agent": "command", "model": "echo"},
@@ -152,7 +153,12 @@ def test_continue_runs_on_the_same_chat_and_refuses_while_active(client: httpx.C
     assert r.status_code == 200, r.text
     follow = r.json()
     assert follow["chatId"] == slow["chatId"] and follow["previousRunId"] == slow["runId"]
-    assert follow["runId"] != slow["runId"]
+    assert follow["runId"] != slow["runId"] and follow["status"] == "queued"
+    waiting = client.get(f"/api/v1/tasks/{follow['runId']}/status").json()
+    assert waiting["status"] == "queued"
+    assert waiting["statusDetail"] == "waiting for the chat's previous run"
+    cancel = client.patch(f"/api/v1/tasks/{slow['runId']}", json={"action": "cancel"})
+    assert cancel.json()["status"] == "cancelled"
     wait_status(client, follow["runId"], {"completed"})
     task = client.get(f"/api/v1/tasks/{follow['runId']}").json()
     assert [m["role"] for m in task["messages"]] == ["user", "assistant", "user", "assistant"]
@@ -238,15 +244,15 @@ def test_auth_is_required_and_runs_belong_to_their_user(
     bob_key = server.cli("keys", "create", "--name", "bob-laptop", "--user", "bob").strip()
     assert bob_key.startswith("sk-ay-")
     with server.client(bob_key) as bob:
-        for method, path in [
-            ("GET", f"/api/v1/tasks/{run_id}"),
-            ("GET", f"/api/v1/tasks/{run_id}/status"),
-            ("GET", f"/api/v1/tasks/{run_id}/logs"),
-            ("GET", f"/api/v1/tasks/{run_id}/logs/stream"),
-            ("PATCH", f"/api/v1/tasks/{run_id}"),
-            ("POST", f"/api/v1/tasks/{run_id}/continue"),
+        for method, path, body in [
+            ("GET", f"/api/v1/tasks/{run_id}", None),
+            ("GET", f"/api/v1/tasks/{run_id}/status", None),
+            ("GET", f"/api/v1/tasks/{run_id}/logs", None),
+            ("GET", f"/api/v1/tasks/{run_id}/logs/stream", None),
+            ("PATCH", f"/api/v1/tasks/{run_id}", {"action": "cancel"}),
+            ("POST", f"/api/v1/tasks/{run_id}/continue", {"prompt": "x"}),
         ]:
-            r = bob.request(method, path, json={"action": "cancel", "prompt": "x"})
+            r = bob.request(method, path, json=body)
             assert r.status_code == 403, (method, path, r.text)
             assert r.json() == {"error": "Task belongs to a different user"}
         assert run_id not in {t["runId"] for t in bob.get("/api/v1/tasks").json()["tasks"]}
@@ -413,15 +419,23 @@ def test_resume_points_past_any_sequence_number_are_refused(client: httpx.Client
     client.patch(f"/api/v1/tasks/{body['runId']}", json={"action": "cancel"})
 
 
-def test_concurrent_follow_ups_one_wins(client: httpx.Client) -> None:
-    """Of several follow-ups sent at once on an ended run, one makes a run, the rest get 409."""
+def test_concurrent_follow_ups_all_run_in_one_order(client: httpx.Client) -> None:
+    """Several follow-ups sent at once are all accepted and chained: each one's previous run
+    is the one before it, and they run one after the other."""
     from concurrent.futures import ThreadPoolExecutor
 
     body = create(client, "echo")
     wait_status(client, body["runId"], {"completed"})
     path = f"/api/v1/tasks/{body['runId']}/continue"
     with ThreadPoolExecutor(4) as pool:
-        codes = sorted(
-            pool.map(lambda _: client.post(path, json={"prompt": "again"}).status_code, range(4))
-        )
-    assert codes == [200, 409, 409, 409]
+        answers = list(pool.map(lambda _: client.post(path, json={"prompt": "again"}), range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    follows = {a.json()["previousRunId"]: a.json()["runId"] for a in answers}
+    chain = [body["runId"]]
+    while chain[-1] in follows:
+        chain.append(follows[chain[-1]])
+    assert len(chain) == 5  # one line, no fork
+    runs = [wait_status(client, run_id, {"completed"}) for run_id in chain[1:]]
+    starts = [r["startedAt"] for r in runs]
+    ends = [r["completedAt"] for r in runs]
+    assert all(ends[i] <= starts[i + 1] for i in range(3))

@@ -98,16 +98,17 @@ def test_stream_resumes_after_dropped_connections_losing_and_repeating_nothing(
     assert got[-1].data["status"] == "completed"
 
 
-def test_continue_conflict_and_cancel_of_an_active_run(api: Client) -> None:
+def test_continue_of_an_active_run_waits_and_cancel(api: Client) -> None:
     slow = api.create_task("slow thinking").run_id
-    with pytest.raises(Conflict) as conflict:
-        api.continue_task(slow, "second step")
-    assert conflict.value.status == 409 and "still running" in conflict.value.message
+    queued = api.continue_task(slow, "write hello after the slow one")
+    assert queued.previous_run_id == slow and queued.status == "queued"
     result = api.cancel(slow)
     assert result.success and result.status == "cancelled"
     assert api.wait(slow, timeout=30).status == "cancelled"
+    # Continuing from any run of the chat adds to its end.
     follow = api.continue_task(slow, "write hello once more")
-    assert follow.previous_run_id == slow
+    assert follow.previous_run_id == queued.run_id
+    assert api.wait(queued.run_id, timeout=90).status == "completed"
     assert api.wait(follow.run_id, timeout=90).status == "completed"
     with pytest.raises(TimeoutError):
         api.wait(api.create_task("slow again").run_id, timeout=0.2, poll=0.05)

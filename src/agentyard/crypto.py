@@ -15,6 +15,7 @@ class SecretBox:
         # Any string of the operator's choice becomes a valid Fernet key.
         digest = hashlib.sha256(key_material.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._material = digest
 
     @classmethod
     def from_settings(cls, secret_key: str | None, data_dir: Path) -> SecretBox:
@@ -31,6 +32,10 @@ class SecretBox:
 
     def seal(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def derive(self, purpose: str) -> bytes:
+        """A key of its own for ``purpose`` (e.g. keyed hashes), never the sealing key."""
+        return hashlib.sha256(b"agentyard:" + purpose.encode() + b"\0" + self._material).digest()
 
     def open(self, sealed: str) -> str | None:
         """The plaintext, or None when it was sealed with another key."""

@@ -6,6 +6,7 @@ import asyncio
 
 import structlog
 
+from agentyard.core import details
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.runtimes.processes import kill_run_processes
@@ -21,7 +22,7 @@ async def interrupt_orphans(store: Store, events: EventLog, reason: str) -> int:
         # The dead server's agent processes may have outlived it.
         await asyncio.to_thread(kill_run_processes, run.run_id)
         if await events.finish(
-            run.run_id, RunStatus.INTERRUPTED, error=reason, status_detail=reason
+            run.run_id, RunStatus.INTERRUPTED, error=reason, status_detail=details.SERVER_RESTARTED
         ):
             count += 1
             log.warning("run interrupted", run_id=run.run_id, reason=reason)

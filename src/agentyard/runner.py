@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from agentyard.core import envvars
+from agentyard.core import details, envvars
 from agentyard.core import events as ev
 from agentyard.core.clock import iso, utcnow
 from agentyard.core.events import Event
@@ -20,7 +21,9 @@ from agentyard.core.redaction import RUNNING, DeltaRedactor, Redactor
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.events.writer import EventWriter
+from agentyard.guard import RunGuard
 from agentyard.runtimes.base import RUN_MARKER_ENV, AgentRuntime, RunOutcome, RunSpec
+from agentyard.runtimes.pricing import ModelPrice
 from agentyard.runtimes.processes import kill_run_processes
 from agentyard.sandbox.base import Sandbox, SandboxRequest
 from agentyard.sandbox.none import NoSandbox
@@ -31,6 +34,9 @@ from agentyard.workspace.workspaces import Prepared, WorkspaceError, Workspaces
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+
+_STOP_GRACE_SECONDS = 15.0
+"""How long an agent stopped at a limit may take to wind down before it is killed."""
 
 _UNREADABLE_ENV = (
     "the task's environment variables cannot be decrypted (was AGENTYARD_SECRET_KEY changed?); "
@@ -76,7 +82,10 @@ class Runner:
         secrets: envvars.Box | None = None,
         policy: RetryPolicy | None = None,
         event_buffer_bytes: int = 64 * 1024 * 1024,
+        prices: Mapping[str, ModelPrice] | None = None,
     ) -> None:
+        self.prices = prices
+        """Token prices over the defaults, for the cost metered at the model proxy."""
         self.policy = policy or RetryPolicy()
         """How long a run rides out a database outage (its writes are retried meanwhile)."""
         self.event_buffer_bytes = event_buffer_bytes
@@ -177,6 +186,7 @@ class Runner:
             return RunOutcome(
                 ok=False, error="no GitHub token stored: connect GitHub (POST /api/v1/git/config)"
             )
+        await writer.emit(status_detail=details.PREPARING)
         try:
             prepared = await self.workspaces.prepare(chat, token)
         except WorkspaceError as exc:
@@ -227,14 +237,19 @@ class Runner:
             if redacted or values:
                 await writer.emit(*redacted, **values)
 
+        guard = self._guard(run)
         request = SandboxRequest(
             run.run_id,
             workspace,
             state_dir,
             marker_env={**self.markers, RUN_MARKER_ENV: run.run_id},
+            watch=guard,
         )
+        await writer.emit(status_detail=details.WORKING)
         async with self.sandbox.confine(request) as confined:
-            outcome = await runtime.run(dataclasses.replace(spec, sandbox=confined), emit)
+            outcome = await self._guarded(
+                runtime.run(dataclasses.replace(spec, sandbox=confined), emit), guard, writer
+            )
         await asyncio.to_thread(kill_run_processes, run.run_id)
         # Everything the agent said is stored before the run is judged (or DatabaseFault).
         await writer.flush()
@@ -243,6 +258,7 @@ class Runner:
             raise RunEnded(run.run_id)  # e.g. cancelled: its work is neither saved nor pushed
         # Saved whether the agent succeeded or not: a failed run's partial work is committed
         # (and pushed) too, so that a follow-up can build on it rather than lose it.
+        await writer.emit(status_detail=details.SAVING)
         try:
             outcome.git, save_error = await self._finalize(run, chat, prepared, token)
         except WorkspaceError as exc:
@@ -251,6 +267,55 @@ class Runner:
             outcome.ok = False
             outcome.error = f"the agent finished but its work could not be saved: {save_error}"
         return outcome
+
+    def _guard(self, run: Run) -> RunGuard:
+        """The run's limits; ``maxDuration`` counts from the run's start."""
+        max_duration = run.options.get("maxDuration")
+        if isinstance(max_duration, (int, float)):
+            elapsed = (utcnow() - run.started_at).total_seconds() if run.started_at else 0.0
+            max_duration = max(0.0, float(max_duration) - elapsed)
+        else:
+            max_duration = None
+        max_cost = run.options.get("maxCostUsd")
+        return RunGuard(
+            max_duration=max_duration,
+            max_cost_usd=float(max_cost) if isinstance(max_cost, (int, float)) else None,
+            prices=self.prices,
+        )
+
+    async def _guarded(
+        self, work: Awaitable[RunOutcome], guard: RunGuard, writer: EventWriter
+    ) -> RunOutcome:
+        """The agent's outcome, unless the guard stops it first (a limit, a rejected key):
+        then the agent is ended and the outcome says why."""
+
+        async def notify(event: Event | None, detail: str) -> None:
+            await writer.emit(*([event] if event is not None else []), status_detail=detail)
+
+        agent = asyncio.ensure_future(work)
+        watcher = asyncio.create_task(guard.watch(notify), name="run-guard")
+        try:
+            await asyncio.wait({agent, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            ended_by_itself = agent.done()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            if not agent.done():
+                agent.cancel()
+                # The runtime ends its agent as on a cancel; a stuck one is killed after.
+                with contextlib.suppress(asyncio.CancelledError, Exception, TimeoutError):
+                    await asyncio.wait_for(agent, _STOP_GRACE_SECONDS)
+        if ended_by_itself:
+            return agent.result()
+        stop = guard.stopped
+        assert stop is not None
+        return RunOutcome(
+            ok=False,
+            error=stop.error,
+            detail=stop.detail,
+            cost_usd=guard.cost_usd if guard.metered else None,
+        )
 
     async def _finalize(
         self, run: Run, chat: Chat, prepared: Prepared, token: str | None
@@ -300,6 +365,8 @@ class Runner:
             if outcome.session_id:
                 values["session_id"] = outcome.session_id
         error = redactor.redact(error) if error else error
+        if outcome is not None and outcome.detail:
+            values["status_detail"] = outcome.detail
         # A terminal write is retried until it lands (also past a full disk): a run must
         # never stay ``running`` after its executor let go of it.
         await self.policy.run(

@@ -30,7 +30,7 @@ from agentyard.runtimes.base import INSTALLATION_ENV, AgentRuntime
 from agentyard.runtimes.processes import installation_id
 from agentyard.runtimes.registry import build_runtimes
 from agentyard.sandbox.factory import build_sandbox, start_sandbox
-from agentyard.service import Service
+from agentyard.service import Service, TaskLimits
 from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
 from agentyard.store.faults import RetryPolicy, public_message
@@ -95,6 +95,7 @@ class Agentyard:
             markers={INSTALLATION_ENV: self.installation},
             policy=RetryPolicy(outage_seconds=settings.db_outage_seconds),
             event_buffer_bytes=settings.event_buffer_bytes,
+            prices=settings.codex_prices,
         )
         self.scale_out = not is_sqlite(settings.db_url)
         self.queue: TaskQueue
@@ -111,6 +112,7 @@ class Agentyard:
                 heartbeat_seconds=settings.worker_heartbeat_seconds,
                 stalled_after_seconds=settings.worker_stalled_seconds,
                 reap_every_seconds=settings.sweep_seconds,
+                user_max_running=settings.user_max_running_runs,
             )
         else:
             self.queue = LocalQueue(
@@ -121,6 +123,7 @@ class Agentyard:
                 poll_seconds=settings.queue_poll_seconds,
                 cancel_wait_seconds=settings.cancel_wait_seconds,
                 sweep_seconds=settings.sweep_seconds,
+                user_max_running=settings.user_max_running_runs,
             )
         self._background: list[asyncio.Task[None]] = []
         self._sandbox_started = False
@@ -133,6 +136,14 @@ class Agentyard:
             self.workspaces,
             RepositoryRules(self.git, settings.repo_hosts, settings.repo_private_hosts),
             secrets=self.git.box,
+            limits=TaskLimits(
+                max_duration=settings.task_max_duration_seconds,
+                max_duration_cap=settings.task_max_duration_cap_seconds,
+                max_cost_usd=settings.task_max_cost_usd,
+                max_cost_cap_usd=settings.task_max_cost_cap_usd,
+                user_max_running=settings.user_max_running_runs,
+                user_max_queued=settings.user_max_queued_runs,
+            ),
         )
         self.groups = Groups(self.service, self.git)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import json
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentyard.core import envvars, ids
+from agentyard.core import details, envvars, idempotency, ids
 from agentyard.core.clock import utcnow
-from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
 from agentyard.core.models import Chat, Message, Run, StoredEvent
 from agentyard.core.redaction import Redactor
 from agentyard.core.repo_rules import branch_name
@@ -34,6 +36,10 @@ class NewTask:
     create_pull_request: bool = False
     env: Mapping[str, str] | None = field(default=None, repr=False)
     """Environment variables for the agent (secrets): sealed on the chat, redacted."""
+    max_duration: float | None = None
+    """``maxDuration``: seconds the run may execute before it is stopped (work saved)."""
+    max_cost_usd: float | None = None
+    """``maxCostUsd``: what its model use may cost before it is stopped (work saved)."""
 
 
 def _options(task: NewTask) -> dict[str, Any]:
@@ -59,6 +65,21 @@ class Continuation:
     agent: str | None = None
     env: Mapping[str, str] | None = field(default=None, repr=False)
     """Laid over the chat's environment variables (a later value wins)."""
+    max_duration: float | None = None
+    """As for a new task; without it, the previous run's limit carries over."""
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    """Server-wide defaults and caps of the per-task limits, and the per-user ones."""
+
+    max_duration: float | None = None
+    max_duration_cap: float | None = None
+    max_cost_usd: float | None = None
+    max_cost_cap_usd: float | None = None
+    user_max_running: int | None = None
+    user_max_queued: int | None = None
 
 
 @dataclass
@@ -85,7 +106,9 @@ class Service:
         workspaces: Workspaces,
         repos: RepoPolicy | None = None,
         secrets: envvars.Box | None = None,
+        limits: TaskLimits | None = None,
     ) -> None:
+        self.limits = limits or TaskLimits()
         self.secrets = secrets
         self.workspaces = workspaces
         self.repos = repos
@@ -94,6 +117,8 @@ class Service:
         self.queue = queue
         self.runtimes = runtimes
         self.agents = tuple(runtimes)
+        self._in_flight: set[tuple[str, str]] = set()
+        """(user, Idempotency-Key) of the create requests being handled in this process."""
 
     def _resolve(self, agent: str | None, model: str | None) -> str:
         chosen = resolve_agent(agent, model, self.agents)
@@ -104,29 +129,60 @@ class Service:
 
     # -- commands -------------------------------------------------------------------------------
 
-    async def create_task(self, user_id: str, task: NewTask) -> Run:
+    async def create_task(
+        self, user_id: str, task: NewTask, receipt: idempotency.Receipt | None = None
+    ) -> Run:
+        with self._flight(user_id, receipt):
+            return await self._create_task(user_id, task, receipt)
+
+    async def _create_task(
+        self, user_id: str, task: NewTask, receipt: idempotency.Receipt | None
+    ) -> Run:
         agent = self._resolve(task.agent, task.model)
+        limits = self._limits(task.max_duration, task.max_cost_usd, None)
+        await self._check_queue_room(user_id, 1)
         repo_url = await self._check_repo(user_id, task)
         sealed = self._seal(task.env)
         now = utcnow()
         chat = _new_chat(user_id, task, sealed, now)
         run = self._new_run(
-            user_id, chat.chat_id, agent, task.model, task.prompt, None, _options(task)
+            user_id, chat.chat_id, agent, task.model, task.prompt, None, _options(task) | limits
         )
         self._attach_repo(chat, run, task, repo_url, None)
-        await self.store.create_run(
-            run, self._user_message(run), new_chat=chat, on_insert=self.queue.in_transaction
-        )
+        async with self._keeping(user_id, receipt, [run]) as record:
+            await self.store.create_run(
+                run,
+                self._user_message(run),
+                new_chat=chat,
+                on_insert=self.queue.in_transaction,
+                receipt=record,
+            )
         await self.queue.enqueued(run.run_id)
         return run
 
     async def create_group(
-        self, user_id: str, task: NewTask, choices: list[AgentChoice]
+        self,
+        user_id: str,
+        task: NewTask,
+        choices: list[AgentChoice],
+        receipt: idempotency.Receipt | None = None,
     ) -> tuple[str, list[Run]]:
         """One prompt to 2-5 agents: a run, chat and workspace each, one group id."""
+        with self._flight(user_id, receipt):
+            return await self._create_group(user_id, task, choices, receipt)
+
+    async def _create_group(
+        self,
+        user_id: str,
+        task: NewTask,
+        choices: list[AgentChoice],
+        receipt: idempotency.Receipt | None,
+    ) -> tuple[str, list[Run]]:
         if not 2 <= len(choices) <= 5:
             raise InvalidInput(f"'selectedAgents' must have 2 to 5 entries (got {len(choices)})")
         agents = [self._resolve(c.agent, c.model) for c in choices]
+        limits = self._limits(task.max_duration, task.max_cost_usd, None)
+        await self._check_queue_room(user_id, len(choices))
         repo_url = await self._check_repo(user_id, task)
         sealed = self._seal(task.env)  # every run of the group gets the same variables
         group_id = ids.new_group_id()
@@ -141,50 +197,70 @@ class Service:
                 choice.model,
                 task.prompt,
                 None,
-                {**_options(task), "groupIndex": index},
+                {**_options(task), **limits, "groupIndex": index},
             )
             run.group_id = group_id
             self._attach_repo(chat, run, task, repo_url, f"{agent}-{index + 1}")
             items.append((run, self._user_message(run), chat))
-        await self.store.create_group_runs(
-            group_id, task.prompt, items, on_insert=self.queue.in_transaction
-        )
+        async with self._keeping(user_id, receipt, [run for run, _, _ in items]) as record:
+            await self.store.create_group_runs(
+                group_id, task.prompt, items, on_insert=self.queue.in_transaction, receipt=record
+            )
         for run, _, _ in items:
             await self.queue.enqueued(run.run_id)
         return group_id, [run for run, _, _ in items]
 
-    async def continue_task(self, user_id: str, run_id: str, follow_up: Continuation) -> Run:
+    async def continue_task(
+        self,
+        user_id: str,
+        run_id: str,
+        follow_up: Continuation,
+        receipt: idempotency.Receipt | None = None,
+    ) -> Run:
+        with self._flight(user_id, receipt):
+            return await self._continue_task(user_id, run_id, follow_up, receipt)
+
+    async def _continue_task(
+        self,
+        user_id: str,
+        run_id: str,
+        follow_up: Continuation,
+        receipt: idempotency.Receipt | None,
+    ) -> Run:
         if follow_up.model is not None and follow_up.agent is None:
             raise InvalidInput("'model' requires 'agent' when continuing a task")
         previous = await self._owned_run(user_id, run_id)
-        latest = await self.store.latest_run_in_chat(previous.chat_id)
-        assert latest is not None
-        if not latest.status.terminal:
-            raise Conflict(
-                f"the chat's latest run {latest.run_id} is still {latest.status.value}; "
-                "wait for it to end or cancel it"
-            )
-        if follow_up.agent is None:
-            agent, model = latest.agent, latest.model
-        else:
-            agent = self._resolve(follow_up.agent, follow_up.model)
-            model = follow_up.model
+        limits = self._limits(follow_up.max_duration, follow_up.max_cost_usd, previous)
+        await self._check_queue_room(user_id, 1)
         chat_values = None
         if follow_up.env:
             chat_values = {"env_encrypted": await self._merged_env(previous, follow_up.env)}
-        run = self._new_run(
-            user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id
-        )
-        if not await self.store.continue_chat(
-            run,
-            self._user_message(run),
-            latest.run_id,
-            on_insert=self.queue.in_transaction,
-            chat_values=chat_values,
-        ):
-            raise Conflict("the chat has a newer run than this one; continue from the latest")
-        await self.queue.enqueued(run.run_id)
-        return run
+        # The follow-up goes to the end of the chat, behind a run still active (FIFO); a
+        # concurrent follow-up that got there first is simply followed.
+        for _ in range(_FOLLOW_UP_ATTEMPTS):
+            latest = await self.store.latest_run_in_chat(previous.chat_id)
+            assert latest is not None
+            if follow_up.agent is None:
+                agent, model = latest.agent, latest.model
+            else:
+                agent = self._resolve(follow_up.agent, follow_up.model)
+                model = follow_up.model
+            run = self._new_run(
+                user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id, limits
+            )
+            async with self._keeping(user_id, receipt, [run]) as record:
+                inserted = await self.store.continue_chat(
+                    run,
+                    self._user_message(run),
+                    latest.run_id,
+                    on_insert=self.queue.in_transaction,
+                    chat_values=chat_values,
+                    receipt=record,
+                )
+            if inserted:
+                await self.queue.enqueued(run.run_id)
+                return run
+        raise Conflict("the chat is receiving many follow-ups at once; try again")
 
     async def cancel(self, user_id: str, run_id: str) -> CancelResult:
         run = await self._owned_run(user_id, run_id)
@@ -209,13 +285,30 @@ class Service:
     # -- queries --------------------------------------------------------------------------------
 
     async def get_run(self, user_id: str, run_id: str) -> Run:
-        return await self._owned_run(user_id, run_id)
+        return await self._described(await self._owned_run(user_id, run_id))
+
+    async def _described(self, run: Run) -> Run:
+        """A queued run with its ``statusDetail``: why and where it waits, as of now."""
+        if run.status is not RunStatus.QUEUED:
+            return run
+        if await self.store.earlier_active_in_chat(run):
+            run.status_detail = details.WAITING_FOR_CHAT
+            return run
+        cap = self.limits.user_max_running
+        if cap is not None:
+            running = await self.store.count_runs(RunStatus.RUNNING, run.user_id)
+            if running >= cap:
+                run.status_detail = details.waiting_for_user_slot(running, cap)
+                return run
+        position, total = await self.store.queue_position(run)
+        run.status_detail = details.waiting_for_slot(position, total)
+        return run
 
     async def find_run(self, run_id: str) -> Run | None:
         return await self.store.get_run(run_id) if ids.is_run_id(run_id) else None
 
     async def get_task(self, user_id: str, run_id: str) -> TaskView:
-        run = await self._owned_run(user_id, run_id)
+        run = await self._described(await self._owned_run(user_id, run_id))
         chat = await self.store.get_chat(run.chat_id)
         assert chat is not None
         messages = await self.store.list_messages(run.chat_id)
@@ -282,6 +375,84 @@ class Service:
     ) -> AsyncIterator[StoredEvent | None]:
         return self.events.follow(run_id, after_seq, keepalive)
 
+    # -- idempotency ------------------------------------------------------------------------
+
+    def receipt(
+        self,
+        key: str,
+        route: str,
+        body: Mapping[str, Any],
+        render: Callable[[list[Run]], dict[str, Any]],
+    ) -> idempotency.Receipt:
+        """What a create request under ``key`` keeps: its fingerprint and its response."""
+        if self.secrets is None:
+            raise InvalidInput(f"this server does not accept '{idempotency.HEADER}'")
+        mac_key = self.secrets.derive("idempotency")
+        return idempotency.Receipt(key, route, idempotency.fingerprint(mac_key, body), render)
+
+    async def replay(self, user_id: str, receipt: idempotency.Receipt) -> idempotency.Stored | None:
+        """The first response made under the receipt's key (422 if by another request, 409
+        while it is still being made); None for a key not used yet."""
+        if (user_id, receipt.key) in self._in_flight:
+            raise _in_flight()
+        row = await self.store.get_receipt(user_id, receipt.key)
+        if row is None:
+            return None
+        assert self.secrets is not None
+        plain = self.secrets.open(row["response_sealed"])
+        if plain is None:
+            raise Conflict(
+                f"the first response to this {idempotency.HEADER} cannot be decrypted "
+                "(was AGENTYARD_SECRET_KEY changed?); use a new key"
+            )
+        stored = idempotency.Stored(
+            route=row["route"],
+            fingerprint=dict(row["fingerprint"]),
+            status_code=int(row["status_code"]),
+            body=json.loads(plain),
+        )
+        receipt.check_replay(stored)
+        return stored
+
+    @contextmanager
+    def _flight(self, user_id: str, receipt: idempotency.Receipt | None) -> Iterator[None]:
+        if receipt is None:
+            yield
+            return
+        flight = (user_id, receipt.key)
+        if flight in self._in_flight:
+            raise _in_flight()
+        self._in_flight.add(flight)
+        try:
+            yield
+        finally:
+            self._in_flight.discard(flight)
+
+    @asynccontextmanager
+    async def _keeping(
+        self, user_id: str, receipt: idempotency.Receipt | None, runs: list[Run]
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """The idempotency record to insert with ``runs``; a key taken meanwhile (by
+        another process) is a 409, and nothing was inserted."""
+        if receipt is None:
+            yield None
+            return
+        assert self.secrets is not None
+        record = {
+            "user_id": user_id,
+            "key": receipt.key,
+            "route": receipt.route,
+            "fingerprint": receipt.fingerprint,
+            "status_code": receipt.status_code,
+            "response_sealed": self.secrets.seal(json.dumps(receipt.render(runs))),
+            "run_id": runs[0].run_id,
+            "created_at": utcnow(),
+        }
+        try:
+            yield record
+        except idempotency.KeyInUse:
+            raise _in_flight() from None
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _seal(self, variables: Mapping[str, str] | None) -> str | None:
@@ -302,6 +473,41 @@ class Service:
         merged = {**(current or {}), **variables}
         envvars.check(merged)
         return self._seal(merged)
+
+    def _limits(
+        self, max_duration: float | None, max_cost: float | None, previous: Run | None
+    ) -> dict[str, Any]:
+        """The run's ``maxDuration`` and ``maxCostUsd`` (given, else the previous run's, else
+        the server's defaults), within the server's caps."""
+        caps = self.limits
+        duration_cap, cost_cap = caps.max_duration_cap, caps.max_cost_cap_usd
+        if max_duration is not None and duration_cap is not None and max_duration > duration_cap:
+            raise InvalidInput(f"'maxDuration' may be at most {duration_cap:g} seconds here")
+        if max_cost is not None and cost_cap is not None and max_cost > cost_cap:
+            raise InvalidInput(f"'maxCostUsd' may be at most {cost_cap:g} here")
+        before = previous.options if previous is not None else {}
+        chosen = {
+            "maxDuration": max_duration
+            if max_duration is not None
+            else before.get("maxDuration", caps.max_duration),
+            "maxCostUsd": max_cost
+            if max_cost is not None
+            else before.get("maxCostUsd", caps.max_cost_usd),
+        }
+        return {name: value for name, value in chosen.items() if value is not None}
+
+    async def _check_queue_room(self, user_id: str, count: int) -> None:
+        """429 past the user's cap of queued runs."""
+        cap = self.limits.user_max_queued
+        if cap is None:
+            return
+        queued = await self.store.count_runs(RunStatus.QUEUED, user_id)
+        if queued + count > cap:
+            raise TooManyRequests(
+                f"too many queued runs: {queued} of at most {cap} are waiting; "
+                "retry once some have started",
+                retry_after=_QUEUE_FULL_RETRY_SECONDS,
+            )
 
     async def _check_repo(self, user_id: str, task: NewTask) -> str | None:
         if task.repo_url is None:
@@ -365,6 +571,17 @@ class Service:
             parts=[{"type": "text", "text": run.prompt}],
             created_at=run.created_at,
         )
+
+
+_FOLLOW_UP_ATTEMPTS = 10
+_QUEUE_FULL_RETRY_SECONDS = 30
+
+
+def _in_flight() -> Conflict:
+    return Conflict(
+        f"a request with this {idempotency.HEADER} is still in flight; "
+        "retry once it has been answered"
+    )
 
 
 def _new_chat(user_id: str, task: NewTask, sealed: str | None, now: datetime) -> Chat:

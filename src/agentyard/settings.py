@@ -41,6 +41,20 @@ class Settings(BaseSettings):
     sweep_seconds: float = Field(default=5.0, gt=0)
     """How often every process ends ``running`` runs whose executor is gone."""
 
+    # -- limits and budgets: per task (defaults and caps) and per user
+    task_max_duration_seconds: float | None = Field(default=None, gt=0)
+    """``maxDuration`` of a task that gives none (none: only ``run_timeout_seconds``)."""
+    task_max_duration_cap_seconds: float | None = Field(default=None, gt=0)
+    """The largest ``maxDuration`` a task may ask for (larger is a 400)."""
+    task_max_cost_usd: float | None = Field(default=None, gt=0)
+    """``maxCostUsd`` of a task that gives none."""
+    task_max_cost_cap_usd: float | None = Field(default=None, gt=0)
+    """The largest ``maxCostUsd`` a task may ask for (larger is a 400)."""
+    user_max_running_runs: int | None = Field(default=None, ge=1)
+    """At most this many of one user's runs execute at once; the others wait queued."""
+    user_max_queued_runs: int | None = Field(default=None, ge=1)
+    """At most this many of one user's runs wait queued; past it, creating is a 429."""
+
     api_key: SecretStr | None = None
     """Accepted as a key of the ``admin`` user, beside the keys in the database."""
 

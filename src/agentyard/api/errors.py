@@ -31,6 +31,8 @@ STATUS: dict[type[errors.AgentyardError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.Unprocessable: 422,
+    errors.TooManyRequests: 429,
 }
 
 
@@ -59,7 +61,10 @@ def install(app: FastAPI) -> None:
     async def on_domain(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, errors.AgentyardError)
         status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
-        return error_response(status, exc.message)
+        response = error_response(status, exc.message)
+        if isinstance(exc, errors.TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -32,8 +32,14 @@ ERRORS = {
     401: "No API key, or an unknown or revoked one.",
     403: "The run or group belongs to another user (git: no GitHub token stored).",
     404: "No such run, group, file or route.",
-    409: "Conflict with the current state.",
+    409: "Conflict with the current state (e.g. an Idempotency-Key still in flight).",
     413: "The request body is too large.",
+    422: "An Idempotency-Key reused with a different request.",
+    429: "Too many of the user's runs are queued (see Retry-After).",
+}
+IDEMPOTENT = {
+    ("post", "/api/v1/tasks"),
+    ("post", "/api/v1/tasks/{run_id}/continue"),
 }
 
 SSE = {"text/event-stream": {"schema": {"type": "string"}}}
@@ -42,7 +48,12 @@ BINARY = {"schema": {"type": "string", "format": "binary"}}
 # (method, path): (summary, request body model, response model or content, extra error codes)
 Op = tuple[str, type[BaseModel] | None, type[BaseModel] | dict[str, Any] | None, tuple[int, ...]]
 OPERATIONS: dict[tuple[str, str], Op] = {
-    ("post", "/api/v1/tasks"): ("Create a task", bodies.CreateTask, m.CreatedTask, ()),
+    ("post", "/api/v1/tasks"): (
+        "Create a task",
+        bodies.CreateTask,
+        m.CreatedTask,
+        (409, 422, 429),
+    ),
     ("get", "/api/v1/tasks"): ("The caller's runs, newest first", None, m.TaskList, ()),
     ("get", "/api/v1/tasks/{run_id}"): ("The run with its chat's messages", None, m.Task, ()),
     ("patch", "/api/v1/tasks/{run_id}"): (
@@ -53,10 +64,10 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("get", "/api/v1/tasks/{run_id}/status"): ("Status and progress", None, m.RunStatus, ()),
     ("post", "/api/v1/tasks/{run_id}/continue"): (
-        "A follow-up run on the same chat (409 while its latest run is active)",
+        "A follow-up run on the same chat (queued behind a run still active)",
         bodies.ContinueTask,
         m.ContinuedTask,
-        (409,),
+        (409, 422, 429),
     ),
     ("get", "/api/v1/tasks/{run_id}/diff"): ("The run's diff and statistics", None, m.Diff, ()),
     ("get", "/api/v1/tasks/{run_id}/logs"): ("The run's stored events", None, m.Logs, ()),
@@ -183,6 +194,17 @@ def _operation(op: dict[str, Any], method: str, path: str) -> None:
     for code in sorted(codes):
         error = {"application/json": {"schema": _ref(m.ErrorBody)}}
         responses[str(code)] = {"description": ERRORS[code], "content": error}
+    if (method, path) in IDEMPOTENT:
+        op.setdefault("parameters", []).append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Retry safely: the same key and body replay the first response "
+                "(with `Idempotent-Replayed: true`); kept 24 hours, per user.",
+                "schema": {"type": "string", "maxLength": 255},
+            }
+        )
     op["responses"] = responses
     op["tags"] = [_tag(path)]
     op["security"] = [{"bearerAuth": []}] if authed else []

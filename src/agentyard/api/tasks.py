@@ -2,29 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from agentyard.api import sse, views
 from agentyard.api.auth import current_user, yard
 from agentyard.api.body import json_object, optional_str, prompt_of
-from agentyard.core import envvars
+from agentyard.core import envvars, idempotency
 from agentyard.core import events as ev
 from agentyard.core.errors import InvalidInput
+from agentyard.core.models import Run
 from agentyard.core.repo_rules import is_branch_name
 from agentyard.core.status import RunStatus, parse_status
-from agentyard.service import AgentChoice, Continuation, NewTask
+from agentyard.service import AgentChoice, Continuation, NewTask, Service
 
 router = APIRouter(prefix="/api/v1/tasks")
 
 _STATUSES = ", ".join(s.value for s in RunStatus)
+CREATE_FIELDS = frozenset(
+    {
+        "type",
+        "message",
+        "prompt",
+        "model",
+        "agent",
+        "title",
+        "repoUrl",
+        "selectedBranch",
+        "createPullRequest",
+        "selectedAgents",
+        envvars.FIELD,
+        "maxDuration",
+        "maxCostUsd",
+        "webhookUrl",
+    }
+)
+CONTINUE_FIELDS = frozenset(
+    {"prompt", "message", "model", "agent", envvars.FIELD, "maxDuration", "maxCostUsd"}
+)
+_NOT_SUPPORTED = {
+    "installDependencies": "dependencies are not installed by the server (the agent may do it)",
+    "keepAlive": "workspaces are kept until their chat is deleted",
+}
+_MAX_DURATION = 7 * 24 * 3600.0
 
 
 @router.post("")
-async def create_task(request: Request, user: str = Depends(current_user)) -> dict[str, Any]:
+async def create_task(request: Request, user: str = Depends(current_user)) -> Any:
     data = await json_object(request)
+    _known_fields(data, CREATE_FIELDS)
     kind = optional_str(data, "type")
     if kind not in (None, "claude", "agent"):
         raise InvalidInput("'type' must be \"claude\" (agent task); chat mode is not supported")
@@ -37,30 +66,23 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
         selected_branch=_branch(optional_str(data, "selectedBranch", max_len=255)),
         create_pull_request=_flag(data, "createPullRequest"),
         env=envvars.parse(data.get(envvars.FIELD)),
+        max_duration=_limit(data, "maxDuration", _MAX_DURATION),
+        max_cost_usd=_limit(data, "maxCostUsd", 1e6),
     )
     service = yard(request).service
-    if data.get("selectedAgents") is not None:
-        group_id, runs = await service.create_group(user, task, _agent_choices(data))
-        return {
-            "taskId": group_id,
-            "groupId": group_id,
-            "runId": runs[0].run_id,
-            "chatId": runs[0].chat_id,
-            "assistantMessageId": runs[0].assistant_message_id,
-            "status": "queued",
-            "agentCount": len(runs),
-            "runs": [
-                {
-                    "runId": r.run_id,
-                    "chatId": r.chat_id,
-                    "agent": r.agent,
-                    "model": r.model,
-                    "assistantMessageId": r.assistant_message_id,
-                }
-                for r in runs
-            ],
-        }
-    run = await service.create_task(user, task)
+    group = data.get("selectedAgents") is not None
+    choices = _agent_choices(data) if group else []
+    receipt = await _receipt(request, service, user, data, _group_created if group else _created)
+    if isinstance(receipt, Response):
+        return receipt
+    if group:
+        _, runs = await service.create_group(user, task, choices, receipt)
+        return _group_created(runs)
+    return _created([await service.create_task(user, task, receipt)])
+
+
+def _created(runs: list[Run]) -> dict[str, Any]:
+    run = runs[0]
     return {
         "taskId": run.run_id,
         "runId": run.run_id,
@@ -69,6 +91,88 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
         "status": run.status.value,
         "agentCount": 1,
     }
+
+
+def _group_created(runs: list[Run]) -> dict[str, Any]:
+    group_id = runs[0].group_id
+    return {
+        "taskId": group_id,
+        "groupId": group_id,
+        "runId": runs[0].run_id,
+        "chatId": runs[0].chat_id,
+        "assistantMessageId": runs[0].assistant_message_id,
+        "status": "queued",
+        "agentCount": len(runs),
+        "runs": [
+            {
+                "runId": r.run_id,
+                "chatId": r.chat_id,
+                "agent": r.agent,
+                "model": r.model,
+                "assistantMessageId": r.assistant_message_id,
+            }
+            for r in runs
+        ],
+    }
+
+
+def _continued(runs: list[Run]) -> dict[str, Any]:
+    run = runs[0]
+    return {
+        "taskId": run.run_id,
+        "runId": run.run_id,
+        "chatId": run.chat_id,
+        "assistantMessageId": run.assistant_message_id,
+        "previousRunId": run.previous_run_id,
+        "status": run.status.value,
+    }
+
+
+async def _receipt(
+    request: Request,
+    service: Service,
+    user: str,
+    data: dict[str, Any],
+    render: Callable[[list[Run]], dict[str, Any]],
+) -> idempotency.Receipt | Response | None:
+    """The request's idempotency receipt (None without a key), or the first response made
+    under its key, replayed."""
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
+    if key is None:
+        return None
+    route = f"{request.method} {request.url.path}"
+    receipt = service.receipt(key, route, data, render)
+    stored = await service.replay(user, receipt)
+    if stored is None:
+        return receipt
+    return JSONResponse(
+        stored.body,
+        status_code=stored.status_code,
+        headers={idempotency.REPLAYED_HEADER: "true"},
+    )
+
+
+def _known_fields(data: dict[str, Any], known: frozenset[str]) -> None:
+    """400 naming a field this route does not take (a typo must not be silently dropped)."""
+    for name in data:
+        if name in known:
+            continue
+        if name in _NOT_SUPPORTED:
+            raise InvalidInput(f"'{name}' is not supported: {_NOT_SUPPORTED[name]}")
+        raise InvalidInput(
+            f"unknown field {name!r}; this request takes: {', '.join(sorted(known))}"
+        )
+
+
+def _limit(data: dict[str, Any], name: str, largest: float) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"'{name}' must be a number")
+    if not 0 < value <= largest:
+        raise InvalidInput(f"'{name}' must be greater than 0 and at most {largest:g}")
+    return float(value)
 
 
 def _branch(name: str | None) -> str | None:
@@ -92,6 +196,9 @@ def _agent_choices(data: dict[str, Any]) -> list[AgentChoice]:
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise InvalidInput(f"'selectedAgents[{i}]' must be an object with agent and model")
+        extra = sorted(set(entry) - {"agent", "model"})
+        if extra:
+            raise InvalidInput(f"unknown field 'selectedAgents[{i}].{extra[0]}'")
         choices.append(
             AgentChoice(
                 agent=optional_str(entry, "agent", max_len=40),
@@ -139,21 +246,20 @@ async def task_status(run_id: str, request: Request, user: str = Depends(current
 @router.post("/{run_id}/continue")
 async def continue_task(run_id: str, request: Request, user: str = Depends(current_user)) -> Any:
     data = await json_object(request)
+    _known_fields(data, CONTINUE_FIELDS)
     follow_up = Continuation(
         prompt=prompt_of(data, "prompt", "message"),
         model=optional_str(data, "model", max_len=200),
         agent=optional_str(data, "agent", max_len=40),
         env=envvars.parse(data.get(envvars.FIELD)),
+        max_duration=_limit(data, "maxDuration", _MAX_DURATION),
+        max_cost_usd=_limit(data, "maxCostUsd", 1e6),
     )
-    run = await yard(request).service.continue_task(user, run_id, follow_up)
-    return {
-        "taskId": run.run_id,
-        "runId": run.run_id,
-        "chatId": run.chat_id,
-        "assistantMessageId": run.assistant_message_id,
-        "previousRunId": run.previous_run_id,
-        "status": run.status.value,
-    }
+    service = yard(request).service
+    receipt = await _receipt(request, service, user, data, _continued)
+    if isinstance(receipt, Response):
+        return receipt
+    return _continued([await service.continue_task(user, run_id, follow_up, receipt)])
 
 
 @router.patch("/{run_id}")

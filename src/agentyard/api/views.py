@@ -66,6 +66,8 @@ def task(run: Run, chat: Chat, messages: list[Message]) -> dict[str, Any]:
             "error": run.error,
             "statusDetail": run.status_detail,
             "workerId": run.worker_id,
+            "maxDuration": run.options.get("maxDuration"),
+            "maxCostUsd": run.options.get("maxCostUsd"),
             "github": github(chat, run),
             "diffStats": diff_stats(run),
             "usage": run.usage,
@@ -85,6 +87,7 @@ def status(run: Run, expected_seconds: float, now: datetime | None = None) -> di
             run.status, run.started_at, now or utcnow(), expected_seconds
         ),
         "error": run.error,
+        "statusDetail": run.status_detail,
         "startedAt": iso(run.started_at),
         "completedAt": iso(run.completed_at),
     }

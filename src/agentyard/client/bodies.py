@@ -70,6 +70,16 @@ class CreateTask(Body):
         default=None, description="2 to 5 agents: one run each, sharing a group id."
     )
     type: Literal["claude", "agent"] | None = Field(default=None, description="Agent task.")
+    max_duration: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds the run may execute; then it is stopped, its work saved, failed.",
+    )
+    max_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="What the run's model use may cost (USD, metered at the model proxy).",
+    )
 
 
 class ContinueTask(Body):
@@ -83,6 +93,12 @@ class ContinueTask(Body):
     model: str | None = Field(default=None, max_length=200)
     environment_variables: EnvVars | None = Field(
         default=None, description="Laid over the chat's variables."
+    )
+    max_duration: float | None = Field(
+        default=None, gt=0, description="As for a new task; default: the previous run's."
+    )
+    max_cost_usd: float | None = Field(
+        default=None, gt=0, description="As for a new task; default: the previous run's."
     )
 
 

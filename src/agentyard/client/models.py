@@ -115,6 +115,8 @@ class Task(TaskSummary):
     error: str | None = None
     status_detail: str | None = None
     worker_id: str | None = None
+    max_duration: float | None = None
+    max_cost_usd: float | None = None
     github: GitHubInfo | None = None
     diff_stats: DiffStats | None = None
     usage: dict[str, Any] | None = None
@@ -130,6 +132,9 @@ class RunStatus(Model):
     status: str
     progress: int = Field(description="0-100: linear in elapsed time, 100 when completed.")
     error: str | None = None
+    status_detail: str | None = Field(
+        default=None, description="Why it waits, what it is doing, or why it ended."
+    )
     started_at: datetime | None = None
     completed_at: datetime | None = None
 

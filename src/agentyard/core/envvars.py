@@ -106,6 +106,8 @@ class Box(Protocol):
 
     def open(self, sealed: str) -> str | None: ...
 
+    def derive(self, purpose: str) -> bytes: ...
+
 
 def seal(box: Box, variables: Mapping[str, str]) -> str:
     return box.seal(json.dumps(dict(variables), separators=(",", ":")))

@@ -5,8 +5,10 @@ AgentyardError
  ├── Unauthorized        401  no or unknown API key
  ├── Forbidden           403  the resource belongs to another user
  ├── NotFound            404
- ├── Conflict            409  e.g. continuing a chat whose latest run is still active
- └── PayloadTooLarge     413
+ ├── Conflict            409  e.g. an Idempotency-Key whose first request is still in flight
+ ├── PayloadTooLarge     413
+ ├── Unprocessable       422  e.g. an Idempotency-Key reused with another request
+ └── TooManyRequests     429  a user's queue is full (``retry_after`` seconds)
 """
 
 from __future__ import annotations
@@ -45,3 +47,15 @@ class Conflict(AgentyardError):
 
 class PayloadTooLarge(AgentyardError):
     """Request body too large"""
+
+
+class Unprocessable(AgentyardError):
+    """Unprocessable request"""
+
+
+class TooManyRequests(AgentyardError):
+    """Too many requests"""
+
+    def __init__(self, message: str | None = None, retry_after: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

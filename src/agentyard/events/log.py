@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from agentyard.core import details
 from agentyard.core import events as ev
 from agentyard.core.events import Event
 from agentyard.core.models import StoredEvent
@@ -46,7 +47,10 @@ class EventLog:
         **values: Any,
     ) -> bool:
         """End the run (status + ``error`` event if any + ``finish``) unless it already ended;
-        its assistant message is folded from its events at the same time."""
+        its assistant message is folded from its events at the same time. Without a
+        ``status_detail``, the detail says what the status and error do."""
+        if status_detail is None:
+            status_detail = details.ended(status, error)
         final: list[Event] = []
         if error and status is not RunStatus.CANCELLED:
             final.append(ev.error(error))

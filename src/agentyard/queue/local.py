@@ -40,7 +40,10 @@ class LocalQueue:
         poll_seconds: float = 1.0,
         cancel_wait_seconds: float = 10.0,
         sweep_seconds: float = 5.0,
+        user_max_running: int | None = None,
     ) -> None:
+        self.user_max_running = user_max_running
+        """At most this many of one user's runs execute at once (the claim skips the rest)."""
         self.sweep_seconds = sweep_seconds
         self.store = store
         self.events = events
@@ -166,7 +169,7 @@ class LocalQueue:
 
     async def _claim(self) -> Run | None:
         try:
-            run = await self.store.claim_next(self.worker_id)
+            run = await self.store.claim_next(self.worker_id, self.user_max_running)
         except Exception as exc:
             if not is_transient(exc) and not is_disk_full(exc):
                 raise

@@ -38,6 +38,11 @@ log = structlog.get_logger(__name__)
 
 QUEUE = "agentyard"
 TASK = "agentyard.run"
+_USER_BUSY_RETRY_SECONDS = 2
+
+
+class UserAtCapacity(Exception):
+    """The run's user has as many runs executing as allowed: its job waits a while."""
 
 
 class ProcrastinateQueue:
@@ -53,7 +58,11 @@ class ProcrastinateQueue:
         heartbeat_seconds: float = 2.0,
         stalled_after_seconds: float = 10.0,
         reap_every_seconds: float = 3.0,
+        user_max_running: int | None = None,
     ) -> None:
+        self.user_max_running = user_max_running
+        """At most this many of one user's runs execute at once: the job of another waits
+        (retried in a while, keeping its place before the chat's later runs)."""
         self.store = store
         self.events = events
         self.runner = runner
@@ -69,7 +78,14 @@ class ProcrastinateQueue:
         )
         self.jobs = ResilientJobManager(self.app.connector)
         self.app.job_manager = self.jobs
-        self.app.task(name=TASK, queue=QUEUE, pass_context=True)(self._execute)
+        self.app.task(
+            name=TASK,
+            queue=QUEUE,
+            pass_context=True,
+            retry=procrastinate.RetryStrategy(
+                wait=_USER_BUSY_RETRY_SECONDS, retry_exceptions=[UserAtCapacity]
+            ),
+        )(self._execute)
         self._tasks: list[asyncio.Task[None]] = []
         self.executing: set[str] = set()
         """Runs executing in this process: its reaper never judges them."""
@@ -207,12 +223,22 @@ class ProcrastinateQueue:
 
         control = RunControl(resolve=cause)
         policy = self.runner.policy
+        cap = self.user_max_running
+        if cap is not None:
+            started = await policy.run(
+                lambda: self.store.start_within(run_id, self.worker_name, cap),
+                what="start the run",
+            )
+            if started is None:
+                raise UserAtCapacity(run_id)  # retried later, the run still queued
         self.executing.add(run_id)
         try:
-            if not await policy.run(
+            if cap is None and not await policy.run(
                 lambda: self.store.mark_running(run_id, self.worker_name), what="start the run"
             ):
                 return  # cancelled (or otherwise ended) while it waited
+            if cap is not None and not started:
+                return
             run = await policy.run(lambda: self.store.get_run(run_id), what="read the run")
             assert run is not None
             await self.runner.execute(run, control)

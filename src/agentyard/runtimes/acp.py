@@ -140,6 +140,12 @@ class AcpRuntime:
     def availability(self) -> Availability:
         return self.profile.availability()
 
+    def check_model(self, model: str | None) -> None:
+        """The profile's check of a model at create time, if it has one (Gemini's)."""
+        check = getattr(self.profile, "check_model", None)
+        if check is not None:
+            check(model)
+
     async def run(self, spec: RunSpec, emit: Emit) -> RunOutcome:
         started = time.monotonic()
         try:

@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentyard.core.routing import check_native_model
 from agentyard.runtimes import statedir
 from agentyard.runtimes.acp import Launch, base_environment
 from agentyard.runtimes.base import Availability, RunSpec, RuntimeNotConfigured
@@ -107,6 +108,11 @@ class GeminiProfile:
         if not self.api_key:
             return f"no API key: set {KEY_ENV} (and GOOGLE_GEMINI_BASE_URL for a gateway)"
         return None
+
+    def check_model(self, model: str | None) -> None:
+        """On the provider's own API, another provider's model is a 400 at create time."""
+        if self.base_url is None:
+            check_native_model("gemini", model)
 
     def availability(self) -> Availability:
         problem = self.problem()

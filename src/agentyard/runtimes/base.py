@@ -49,6 +49,8 @@ class RunOutcome:
     """Session-cumulative figures to hand to the next run of the chat as ``prior_totals``."""
     git: dict[str, Any] | None = None
     """Filled by the runner: the run's commits and diff statistics."""
+    detail: str | None = None
+    """The ended run's ``statusDetail`` when it says more than its status (a limit)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import claude_agent_sdk as sdk
 from claude_agent_sdk.types import SystemPromptPreset
 
 from agentyard.core import events as ev
+from agentyard.core.routing import check_native_model
 from agentyard.runtimes import statedir
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
 
@@ -68,6 +69,11 @@ class ClaudeRuntime:
     cli_path: str | None = None
     """The ``claude`` executable; the one bundled with the SDK if not given."""
     name: str = field(default="claude", init=False)
+
+    def check_model(self, model: str | None) -> None:
+        """On the provider's own API, another provider's model is a 400 at create time."""
+        if self.anthropic_base_url is None:
+            check_native_model(self.name, model)
 
     def availability(self) -> Availability:
         cli = self._cli()

@@ -33,6 +33,7 @@ from openai_codex import (
 from openai_codex.models import Notification, UnknownNotification
 
 from agentyard.core import events as ev
+from agentyard.core.routing import check_native_model
 from agentyard.runtimes import statedir
 from agentyard.runtimes.base import RUN_MARKER_ENV, Availability, Emit, RunOutcome, RunSpec
 from agentyard.runtimes.pricing import ModelPrice, cost_usd, price_for
@@ -86,6 +87,11 @@ class CodexRuntime:
     max_retries: int = 2
     """codex's ``request_max_retries`` and ``stream_max_retries`` for the provider."""
     name: str = field(default="codex", init=False)
+
+    def check_model(self, model: str | None) -> None:
+        """On the provider's own API, another provider's model is a 400 at create time."""
+        if self.base_url is None:
+            check_native_model(self.name, model)
 
     def availability(self) -> Availability:
         if _bundled_codex() is None:

@@ -7,8 +7,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from agentyard.core import idempotency
 from agentyard.core.clock import utcnow
 from agentyard.core.events import Event
 from agentyard.core.models import Chat, Message, Run, StoredEvent
@@ -103,13 +105,17 @@ class Store:
         user_message: Message,
         new_chat: Chat | None = None,
         on_insert: InTransaction | None = None,
+        receipt: dict[str, Any] | None = None,
     ) -> None:
         """Insert a run with its user message and empty assistant message (and a new chat).
 
         ``on_insert`` runs in the same transaction (a queue enqueues the run there, so a run
-        is never committed without its job, nor a job without its run).
+        is never committed without its job, nor a job without its run); so does the insert
+        of ``receipt``, the request's idempotency record (``idempotency.KeyInUse`` if its key
+        was taken meanwhile: nothing is inserted then).
         """
         async with self.transaction() as conn:
+            await self._insert_receipt(conn, receipt)
             await self._insert_run(conn, run, user_message, new_chat, on_insert)
 
     async def continue_chat(
@@ -119,10 +125,11 @@ class Store:
         after_run_id: str,
         on_insert: InTransaction | None = None,
         chat_values: dict[str, Any] | None = None,
+        receipt: dict[str, Any] | None = None,
     ) -> bool:
-        """Insert a follow-up run if the chat's latest run is still ``after_run_id`` and has
-        ended; False otherwise. Atomic: of two concurrent follow-ups, one wins (and only its
-        ``chat_values`` are written to the chat)."""
+        """Insert a follow-up run if the chat's latest run is still ``after_run_id`` (ended
+        or not: a follow-up of an active run waits behind it); False otherwise. Atomic: of
+        two concurrent follow-ups, one wins (and only its ``chat_values`` are written)."""
         async with self.transaction() as conn:
             # Lock the chat first (a row lock on PostgreSQL, the write lock on SQLite), so the
             # check below and the insert see no concurrent follow-up.
@@ -133,14 +140,17 @@ class Store:
             )
             latest = (
                 await conn.execute(
-                    sa.select(t.runs.c.run_id, t.runs.c.status)
+                    sa.select(t.runs.c.run_id, t.runs.c.created_at)
                     .where(t.runs.c.chat_id == run.chat_id)
                     .order_by(t.runs.c.created_at.desc(), t.runs.c.run_id.desc())
                     .limit(1)
                 )
             ).first()
-            if latest is None or latest.run_id != after_run_id or latest.status in ACTIVE:
+            if latest is None or latest.run_id != after_run_id:
                 return False
+            if run.created_at <= latest.created_at:
+                return False  # clocks apart (another process): the caller tries again
+            await self._insert_receipt(conn, receipt)
             if chat_values:
                 await conn.execute(
                     t.chats.update().where(t.chats.c.chat_id == run.chat_id).values(chat_values)
@@ -154,9 +164,11 @@ class Store:
         prompt: str,
         items: Sequence[tuple[Run, Message, Chat]],
         on_insert: InTransaction | None = None,
+        receipt: dict[str, Any] | None = None,
     ) -> None:
         """A multi-agent group and all its runs, in one transaction."""
         async with self.transaction() as conn:
+            await self._insert_receipt(conn, receipt)
             await conn.execute(
                 t.groups.insert().values(
                     group_id=group_id,
@@ -167,6 +179,50 @@ class Store:
             )
             for run, message, chat in items:
                 await self._insert_run(conn, run, message, chat, on_insert)
+
+    async def _insert_receipt(self, conn: AsyncConnection, receipt: dict[str, Any] | None) -> None:
+        """The idempotency record, first in its transaction: a concurrent request with the
+        same key waits on it (PostgreSQL) or on the write lock (SQLite), then fails here."""
+        if receipt is None:
+            return
+        keys = t.idempotency_keys
+        expired = receipt["created_at"] - idempotency.LIFETIME
+        # A key past its lifetime is free again.
+        await conn.execute(
+            keys.delete().where(
+                keys.c.user_id == receipt["user_id"],
+                keys.c.key == receipt["key"],
+                keys.c.created_at < expired,
+            )
+        )
+        try:
+            await conn.execute(keys.insert().values(receipt))
+        except sa_exc.IntegrityError:  # the whole transaction is rolled back
+            raise idempotency.KeyInUse(receipt["key"]) from None
+
+    async def get_receipt(self, user_id: str, key: str) -> dict[str, Any] | None:
+        """The user's idempotency record for ``key`` if it is still alive."""
+        keys = t.idempotency_keys
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    keys.select().where(
+                        keys.c.user_id == user_id,
+                        keys.c.key == key,
+                        keys.c.created_at >= utcnow() - idempotency.LIFETIME,
+                    )
+                )
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    async def purge_receipts(self) -> int:
+        """Forget idempotency records past their lifetime."""
+        keys = t.idempotency_keys
+        async with self.transaction() as conn:
+            result = await conn.execute(
+                keys.delete().where(keys.c.created_at < utcnow() - idempotency.LIFETIME)
+            )
+        return int(result.rowcount or 0)
 
     async def _insert_run(
         self,
@@ -249,6 +305,43 @@ class Store:
             row = (await conn.execute(query)).first()
         return None if row is None else _run(row)
 
+    async def count_runs(self, status: RunStatus, user_id: str | None = None) -> int:
+        query = (
+            sa.select(sa.func.count()).select_from(t.runs).where(t.runs.c.status == status.value)
+        )
+        if user_id is not None:
+            query = query.where(t.runs.c.user_id == user_id)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def queue_position(self, run: Run) -> tuple[int, int]:
+        """Where a queued run waits: (runs queued before it + 1, runs queued)."""
+        queued = t.runs.c.status == RunStatus.QUEUED.value
+        before = sa.or_(
+            t.runs.c.created_at < run.created_at,
+            sa.and_(t.runs.c.created_at == run.created_at, t.runs.c.run_id < run.run_id),
+        )
+        query = sa.select(
+            sa.func.count().filter(before),
+            sa.func.count(),
+        ).where(queued)
+        async with self.engine.connect() as conn:
+            ahead, total = (await conn.execute(query)).one()
+        return int(ahead) + 1, max(int(total), int(ahead) + 1)
+
+    async def earlier_active_in_chat(self, run: Run) -> bool:
+        """Whether a run of the chat created before ``run`` is still queued or running."""
+        query = sa.select(
+            sa.exists().where(
+                t.runs.c.chat_id == run.chat_id,
+                t.runs.c.run_id != run.run_id,
+                t.runs.c.status.in_([s.value for s in ACTIVE]),
+                t.runs.c.created_at <= run.created_at,
+            )
+        )
+        async with self.engine.connect() as conn:
+            return bool((await conn.execute(query)).scalar_one())
+
     async def runs_with_status(self, status: RunStatus) -> list[Run]:
         query = t.runs.select().where(t.runs.c.status == status.value).order_by(t.runs.c.created_at)
         async with self.engine.connect() as conn:
@@ -272,7 +365,7 @@ class Store:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    async def claim_next(self, worker_id: str) -> Run | None:
+    async def claim_next(self, worker_id: str, user_max_running: int | None = None) -> Run | None:
         """Move the next queued run to running; None when there is none to take.
 
         One UPDATE with a sub-select, so the write lock is taken first (SQLite) and two
@@ -291,12 +384,29 @@ class Store:
             same_chat.c.chat_id == t.runs.c.chat_id,
             same_chat.c.status == RunStatus.RUNNING.value,
         )
-        # A chat's runs share its workspace: never two of them at once.
+        # A chat's runs share its workspace: never two of them at once, and in their order.
+        earlier = t.runs.alias("earlier")
+        chat_waits = sa.exists().where(
+            earlier.c.chat_id == t.runs.c.chat_id,
+            earlier.c.status == RunStatus.QUEUED.value,
+            sa.or_(
+                earlier.c.created_at < t.runs.c.created_at,
+                sa.and_(
+                    earlier.c.created_at == t.runs.c.created_at,
+                    earlier.c.run_id < t.runs.c.run_id,
+                ),
+            ),
+        )
+        claimable = [t.runs.c.status == RunStatus.QUEUED.value, ~chat_busy, ~chat_waits]
+        if user_max_running is not None:
+            claimable.append(running_of_user < user_max_running)
         oldest = (
             sa.select(t.runs.c.run_id)
-            .where(t.runs.c.status == RunStatus.QUEUED.value, ~chat_busy)
+            .where(*claimable)
             .order_by(running_of_user, t.runs.c.created_at, t.runs.c.run_id)
             .limit(1)
+            # PostgreSQL: concurrent claimers each take another run (SQLite has one writer).
+            .with_for_update(skip_locked=True, of=t.runs)
             .scalar_subquery()
         )
         now = utcnow()
@@ -319,6 +429,43 @@ class Store:
     async def mark_running(self, run_id: str, worker_id: str) -> bool:
         now = utcnow()
         async with self.transaction() as conn:
+            return await self._transition(
+                conn,
+                run_id,
+                RunStatus.RUNNING,
+                started_at=now,
+                heartbeat_at=now,
+                worker_id=worker_id,
+            )
+
+    async def start_within(self, run_id: str, worker_id: str, user_max_running: int) -> bool | None:
+        """``mark_running`` unless the run's user already has ``user_max_running`` runs
+        executing: None then (the run stays queued). One user's starts are serialised (an
+        advisory lock on PostgreSQL, the write lock on SQLite), so the cap holds."""
+        now = utcnow()
+        async with self.transaction() as conn:
+            user = (
+                await conn.execute(sa.select(t.runs.c.user_id).where(t.runs.c.run_id == run_id))
+            ).scalar_one_or_none()
+            if user is None:
+                return False
+            if conn.dialect.name == "postgresql":
+                await conn.execute(
+                    sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(str(user))))
+                )
+            else:  # take SQLite's write lock before counting
+                await conn.execute(
+                    t.runs.update().where(t.runs.c.run_id == run_id).values(run_id=run_id)
+                )
+            running = (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t.runs)
+                    .where(t.runs.c.user_id == user, t.runs.c.status == RunStatus.RUNNING.value)
+                )
+            ).scalar_one()
+            if int(running) >= user_max_running:
+                return None
             return await self._transition(
                 conn,
                 run_id,
@@ -395,8 +542,14 @@ class Store:
         transaction); RunEnded once the run has ended."""
         async with self.transaction() as conn:
             if not events and run_values:
+                # Never over an ended run's values (its terminal statusDetail, say).
                 await conn.execute(
-                    t.runs.update().where(t.runs.c.run_id == run_id).values(run_values)
+                    t.runs.update()
+                    .where(
+                        t.runs.c.run_id == run_id,
+                        t.runs.c.status.in_([s.value for s in ACTIVE]),
+                    )
+                    .values(run_values)
                 )
             return await self._append(conn, run_id, events, run_values=run_values)
 
