@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     run_timeout_seconds: float = Field(default=3600.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_upload_bytes: int = Field(default=50 * 1_048_576, ge=1024)
+    """The body limit of the file upload route; every other route has ``max_body_bytes``."""
+    max_header_count: int = Field(default=64, ge=16)
+    max_header_bytes: int = Field(default=16 * 1024, ge=4096)
+    """Requests with more headers, or more header bytes (names and values), get 431."""
     keepalive_seconds: float = Field(default=15.0, gt=0)
     queue_poll_seconds: float = Field(default=1.0, gt=0)
     cancel_wait_seconds: float = Field(default=10.0, gt=0)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from agentyard.api.auth import current_user, yard
-from agentyard.api.body import json_object, optional_str
+from agentyard.api.body import json_object, optional_str, upload_body
 from agentyard.core.errors import InvalidInput, NotFound
 from agentyard.workspace import files
 
@@ -71,6 +71,7 @@ async def download(
 
 
 @router.post("/upload")
+@upload_body
 async def upload(run_id: str, request: Request, user: str = Depends(current_user)) -> Any:
     root = await _root(request, user, run_id)
     form = await request.form()
