@@ -6,9 +6,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentyard.core.repo_rules import HostRule
 from agentyard.runtimes.pricing import ModelPrice
 
 
@@ -139,6 +140,14 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     log_format: str = "console"
+
+    @field_validator("repo_hosts")
+    @classmethod
+    def _repo_hosts_parse(cls, hosts: list[str]) -> list[str]:
+        # Refused at start-up, with the reason: not every later repoUrl task failing.
+        for entry in hosts:
+            HostRule.parse(entry)
+        return hosts
 
     @cached_property
     def resolved_data_dir(self) -> Path:
