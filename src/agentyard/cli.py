@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 
 from agentyard.settings import Settings
 
@@ -55,7 +56,14 @@ def _settings() -> Settings:
     from agentyard.datadir import use_private_umask
 
     use_private_umask()
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # A configuration mistake is named, setting by setting; a traceback says nothing more.
+        for problem in exc.errors():
+            name = "AGENTYARD_" + "_".join(str(p) for p in problem["loc"][:1]).upper()
+            typer.echo(f"invalid configuration: {name}: {problem['msg']}", err=True)
+        raise typer.Exit(2) from None
     ay_logging.configure(settings.log_level, settings.log_format)
     return settings
 

@@ -5,6 +5,7 @@ The token is validated against the GitHub API, stored encrypted, and never retur
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,8 @@ from agentyard.crypto import SecretBox
 from agentyard.store.store import Store
 from agentyard.workspace.github import GitHub, GitHubError
 from agentyard.workspace.repo_policy import check_resolves_publicly
+
+_GITHUB_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
 class GitConnections:
@@ -96,6 +99,13 @@ class GitConnections:
     ) -> dict[str, Any]:
         if not owner or not repo:
             raise InvalidInput("'owner' and 'repo' query parameters are required")
+        for name, value in (("owner", owner), ("repo", repo)):
+            # They become a GitHub API path: a name GitHub could never have is refused here.
+            if not _GITHUB_NAME.fullmatch(value) or value in (".", ".."):
+                raise InvalidInput(
+                    f"'{name}' must be a GitHub name: letters, digits, '.', '_' or '-' "
+                    "(at most 100)"
+                )
         token = await self._required(user_id)
         branches, default = await self._call(
             self.github.branches(token, owner, repo, protected_only)

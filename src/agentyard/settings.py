@@ -6,9 +6,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentyard.core.repo_rules import HostRule
 from agentyard.runtimes.pricing import ModelPrice
 
 
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     run_timeout_seconds: float = Field(default=3600.0, gt=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_upload_bytes: int = Field(default=50 * 1_048_576, ge=1024)
+    """The body limit of the file upload route; every other route has ``max_body_bytes``."""
+    max_header_count: int = Field(default=64, ge=16)
+    max_header_bytes: int = Field(default=16 * 1024, ge=4096)
+    """Requests with more headers, or more header bytes (names and values), get 431."""
     keepalive_seconds: float = Field(default=15.0, gt=0)
     queue_poll_seconds: float = Field(default=1.0, gt=0)
     cancel_wait_seconds: float = Field(default=10.0, gt=0)
@@ -149,6 +154,14 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     log_format: str = "console"
+
+    @field_validator("repo_hosts")
+    @classmethod
+    def _repo_hosts_parse(cls, hosts: list[str]) -> list[str]:
+        # Refused at start-up, with the reason: not every later repoUrl task failing.
+        for entry in hosts:
+            HostRule.parse(entry)
+        return hosts
 
     @cached_property
     def resolved_data_dir(self) -> Path:

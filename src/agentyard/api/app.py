@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from agentyard import __version__
 from agentyard.api import agent, agents, errors, files, git, groups, openapi, tasks
 from agentyard.api.body import BodyLimit
+from agentyard.api.headers import HeaderLimit
 from agentyard.server import Agentyard
 from agentyard.settings import Settings
 
@@ -58,4 +59,6 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
         body = {**state, "version": __version__, "sandbox": described["sandbox"]}
         return JSONResponse(body, status_code=200 if state["ready"] else 503)
 
-    return BodyLimit(app, settings.max_body_bytes, settings.max_upload_bytes)
+    # Outermost first: headers are capped before anything reads them, bodies by their route.
+    bodies = BodyLimit(app, settings.max_body_bytes, settings.max_upload_bytes)
+    return HeaderLimit(bodies, settings.max_header_count, settings.max_header_bytes)

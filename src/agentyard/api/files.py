@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from agentyard.api.auth import current_user, yard
-from agentyard.api.body import json_object, optional_str
+from agentyard.api.body import json_object, optional_str, upload_body
 from agentyard.core.errors import InvalidInput, NotFound
 from agentyard.workspace import files
 
@@ -34,7 +34,7 @@ async def _root(request: Request, user: str, run_id: str) -> Path:
     service = yard(request).service
     run = await service.get_run(user, run_id)
     chat = await service.chat_of(run)
-    if not chat.workspace_path or not Path(chat.workspace_path).is_dir():
+    if not chat.workspace_path or not await _fs(Path(chat.workspace_path).is_dir):
         raise NotFound("this task has no workspace yet")
     return Path(chat.workspace_path)
 
@@ -71,6 +71,7 @@ async def download(
 
 
 @router.post("/upload")
+@upload_body
 async def upload(run_id: str, request: Request, user: str = Depends(current_user)) -> Any:
     root = await _root(request, user, run_id)
     form = await request.form()
@@ -83,8 +84,9 @@ async def upload(run_id: str, request: Request, user: str = Depends(current_user
     done = []
     for item in uploads:
         name = Path(item.filename or "upload").name
-        written = files.write_file(
-            root, f"{target.strip('/')}/{name}".lstrip("/"), await item.read()
+        content = await item.read()
+        written = await _fs(
+            files.write_file, root, f"{target.strip('/')}/{name}".lstrip("/"), content
         )
         done.append({"name": name, "path": written["path"], "size": written["size"]})
     return JSONResponse({"uploaded": done}, status_code=201)
@@ -110,6 +112,8 @@ async def write_file(
     if encoding == "text":
         raw = content.encode()
     elif encoding == "base64":
+        if not content.isascii():
+            raise InvalidInput("'content' is not valid base64 (it has non-ASCII characters)")
         try:
             raw = base64.b64decode(content, validate=True)
         except binascii.Error:

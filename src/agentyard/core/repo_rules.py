@@ -2,11 +2,13 @@
 
 https only (http only for a host allow-listed as ``http://host[:port]``); the host must be
 allow-listed; no ``file://``, ``ssh://``, scp-style ``git@host:``, transports like ``ext::``,
-embedded credentials, query or fragment.
+embedded credentials, query or fragment. An IPv6 host is written in brackets, in URLs and
+in the allow-list alike (``http://[::1]:8000``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -14,7 +16,8 @@ from urllib.parse import urlsplit
 
 from agentyard.core.errors import InvalidInput
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+_HOSTNAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?")
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,47 @@ class HostRule:
 
     @classmethod
     def parse(cls, entry: str) -> HostRule:
-        http = entry.startswith("http://")
-        rest = entry.split("://", 1)[-1].strip("/").lower()
-        host, _, port = rest.partition(":")
-        return cls(host, int(port) if port else None, http)
+        """An allow-list entry: ``host``, ``host:port``, ``https://host[:port]`` or
+        ``http://host[:port]`` (plain http allowed), an IPv6 address in brackets. ValueError,
+        saying what is wrong, for anything else."""
+        scheme, sep, rest = entry.strip().partition("://")
+        if not sep:
+            scheme, rest = "https", scheme
+        scheme = scheme.lower()
+        rest = rest.rstrip("/")
+        if scheme not in ("https", "http"):
+            raise ValueError(f"repo host {entry!r}: only https:// or http:// may prefix a host")
+        if (
+            not rest
+            or not (rest.isascii() and rest.isprintable())
+            or any(c in rest for c in " /?#@\\")
+        ):
+            raise ValueError(
+                f"repo host {entry!r} must be host[:port], without path or credentials"
+            )
+        if rest.count(":") > 1 and not rest.startswith("["):
+            raise ValueError(f"repo host {entry!r}: write an IPv6 address in brackets, like [::1]")
+        try:
+            parts = urlsplit(f"//{rest}")
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"repo host {entry!r} is not host[:port] ({exc})") from None
+        host = (parts.hostname or "").lower()
+        if rest.startswith("["):
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError(f"repo host {entry!r}: {host!r} is not an IPv6 address") from None
+        elif not _HOSTNAME.fullmatch(host):
+            raise ValueError(f"repo host {entry!r}: {host!r} is not a host name or address")
+        return cls(host, port, scheme == "http")
+
+
+def normal_host(name: str) -> str:
+    """A host as ``urlsplit(...).hostname`` gives it: lowercase, an IPv6 address without
+    its brackets."""
+    name = name.strip().lower()
+    return name[1:-1] if name.startswith("[") and name.endswith("]") else name
 
 
 def parse_repo_url(raw: str, allowed_hosts: list[str]) -> RepoUrl:
@@ -79,12 +119,14 @@ def parse_repo_url(raw: str, allowed_hosts: list[str]) -> RepoUrl:
         raise InvalidInput(f"repoUrl port {port} is not allowed for {host}")
     segments = [s for s in parts.path.split("/") if s]
     if not segments or any(
-        s in (".", "..") or not _SEGMENT.match(unicodedata.normalize("NFKC", s)) for s in segments
+        s in (".", "..") or not _SEGMENT.fullmatch(unicodedata.normalize("NFKC", s))
+        for s in segments
     ):
         raise InvalidInput("repoUrl path must name a repository, like /owner/repo.git")
     repo = segments[-1].removesuffix(".git")
     owner = "/".join(segments[:-1])
-    netloc = host if port is None else f"{host}:{port}"
+    literal = f"[{host}]" if ":" in host else host
+    netloc = literal if port is None else f"{literal}:{port}"
     path = "/".join([*segments[:-1], f"{repo}.git"])
     return RepoUrl(f"{scheme}://{netloc}/{path}", scheme, host, port, owner, repo)
 

@@ -16,18 +16,22 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from agentyard.core import events as ev
 from agentyard.core.errors import InvalidInput
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
+from agentyard.runtimes.processes import kill_run_processes
 
 _STDERR_TAIL = 20
 # The server's own configuration and provider credentials never reach a command.
 _PRIVATE_PREFIXES = ("AGENTYARD_", "ANTHROPIC_", "OPENAI_", "CODEX_", "CLAUDE_")
 _CHUNK = 65536
 _LINE_MAX = 1_048_576
+_DRAIN_SECONDS = 1.0
+"""How long output is read after the agent exits before what holds it open is killed."""
 
 
 class CommandSpec(BaseModel):
@@ -102,6 +106,11 @@ class CommandRuntime:
         except OSError as exc:
             return RunOutcome(ok=False, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
         tail: deque[str] = deque(maxlen=_STDERR_TAIL)
+        assert proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            asyncio.create_task(_pump(proc.stdout, "stdout", emit, None)),
+            asyncio.create_task(_pump(proc.stderr, "stderr", emit, tail)),
+        ]
         try:
             async with asyncio.timeout(timeout):
                 if command.stdin and proc.stdin is not None:
@@ -109,12 +118,8 @@ class CommandRuntime:
                         proc.stdin.write(spec.prompt.encode())
                         await proc.stdin.drain()
                     proc.stdin.close()
-                assert proc.stdout is not None and proc.stderr is not None
-                await asyncio.gather(
-                    _pump(proc.stdout, "stdout", emit, None),
-                    _pump(proc.stderr, "stderr", emit, tail),
-                )
-                code = await proc.wait()
+                code = await _exit_code(proc, pumps)
+                await _drain(proc, pumps, spec.run_id)
         except TimeoutError:
             _kill_group(proc)
             await proc.wait()
@@ -127,12 +132,48 @@ class CommandRuntime:
         finally:
             if proc.returncode is None:
                 _kill_group(proc)
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
         usage = {"durationMs": int((time.monotonic() - started) * 1000)}
         if code == 0:
             return RunOutcome(ok=True, usage=usage, cost_usd=0.0)
         detail = "\n".join(tail).strip()
         error = f"command {name!r} exited with code {code}" + (f": {detail}" if detail else "")
         return RunOutcome(ok=False, error=error, usage=usage, cost_usd=0.0)
+
+
+async def _exit_code(proc: asyncio.subprocess.Process, pumps: list[asyncio.Task[None]]) -> int:
+    """The agent's exit code, once its own process has exited (not once its output is
+    closed: a daemon it started may keep that open). A pump's failure (its events could not
+    be written) is raised at once."""
+    waiter = asyncio.ensure_future(proc.wait())
+    pending: set[asyncio.Future[Any]] = {waiter, *pumps}
+    try:
+        while not waiter.done():
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                finished.result()
+    finally:
+        waiter.cancel()
+    return waiter.result()
+
+
+async def _drain(
+    proc: asyncio.subprocess.Process, pumps: list[asyncio.Task[None]], run_id: str
+) -> None:
+    """After the agent's exit, what it wrote is read to the end; if something it left
+    behind holds its output open, the run's remaining processes are killed (its process
+    group, and every process carrying the run's marker), and what is left is read for
+    another moment."""
+    _, pending = await asyncio.wait(pumps, timeout=_DRAIN_SECONDS)
+    if pending:
+        _kill_group(proc)
+        await asyncio.to_thread(kill_run_processes, run_id)
+        await asyncio.wait(pending, timeout=_DRAIN_SECONDS)
+    for pump in pumps:
+        if pump.done():
+            pump.result()  # a failure to write its events
 
 
 async def _pump(

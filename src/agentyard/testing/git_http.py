@@ -12,6 +12,7 @@ import base64
 import hmac
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -48,6 +49,10 @@ class Request:
     authorized: bool
 
 
+class _ThreadingHTTPServerV6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class GitHttpServer:
     """Bare repositories under ``root``, served at ``http://127.0.0.1:PORT/<name>.git``."""
 
@@ -58,7 +63,8 @@ class GitHttpServer:
         self._lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
         self._home = Path(tempfile.mkdtemp(prefix="git-http-home-"))
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
+        server_class = _ThreadingHTTPServerV6 if ":" in host else ThreadingHTTPServer
+        self._server = server_class((host, port), _handler(self))
         self._server.daemon_threads = True
         # A short poll interval makes stop() quick (shutdown waits for the next poll).
         self._thread = threading.Thread(
@@ -68,7 +74,8 @@ class GitHttpServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        literal = f"[{host!s}]" if ":" in str(host) else str(host)
+        return f"http://{literal}:{port}"
 
     @property
     def port(self) -> int:

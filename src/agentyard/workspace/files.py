@@ -32,6 +32,18 @@ DEFAULT_MAX_READ_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_ENTRIES = 10_000
 _GIT = ".git"
 
+# O_NONBLOCK: opening a FIFO (an agent may leave one) must not block the thread that opens
+# it; O_NOCTTY: opening a terminal must not make it the server's. What is opened is then
+# refused unless it is a regular file (:func:`_check_regular`).
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
 
 def resolve(root: Path, path: str) -> Path:
     """The real location of ``path`` inside ``root`` (symlinks followed, and checked to stay
@@ -105,23 +117,19 @@ def write_file(root: Path, path: str, content: bytes) -> dict[str, Any]:
         raise InvalidInput("cannot write to the workspace root")
     if real.is_dir():
         raise InvalidInput(f"path {path!r} is a directory")
-    # O_NONBLOCK: opening a FIFO must not hang the server. No O_TRUNC: a hard link is
-    # refused before anything is changed.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    # No O_TRUNC: what is opened is checked to be a regular file before anything changes.
+    flags = os.O_WRONLY | os.O_CREAT | _OPEN_FLAGS
     try:
         # ``real`` has no symlinks left, and its missing parents are created below the root.
         real.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(real, flags, 0o644)
     except OSError as exc:
-        raise InvalidInput(f"cannot write {path!r}: {exc.strerror}") from None
+        # A FIFO without a reader, or a socket, cannot even be opened: say what it is.
+        raise InvalidInput(
+            _special(real, path) or f"cannot write {path!r}: {exc.strerror}"
+        ) from None
     with os.fdopen(fd, "wb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidInput(f"path {path!r} is not a regular file")
-        if st.st_nlink > 1:
-            raise InvalidInput(
-                f"path {path!r} is a hard link: it may be a file outside the workspace"
-            )
+        _check_regular(os.fstat(fd), path)
         os.ftruncate(fd, 0)
         fh.write(content)
     return {"success": True, "path": "/".join(_parts(path)), "size": len(content)}
@@ -239,24 +247,17 @@ def _entry_info(entry: Path, real_root: Path) -> dict[str, Any] | None:
 
 
 def _read_regular(real: Path, path: str, max_bytes: int) -> bytes:
-    # O_NONBLOCK: opening a FIFO must not hang the server; it is then refused as not a file.
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(real, flags)
+        fd = os.open(real, os.O_RDONLY | _OPEN_FLAGS)
     except FileNotFoundError:
         raise NotFound(f"path {path!r} not found") from None
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path!r}: {exc.strerror}") from None
+        raise InvalidInput(
+            _special(real, path) or f"cannot read {path!r}: {exc.strerror}"
+        ) from None
     try:
         st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise InvalidInput(f"path {path!r} is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidInput(f"path {path!r} is not a regular file")
-        if st.st_nlink > 1:
-            raise InvalidInput(
-                f"path {path!r} is a hard link: it may be a file outside the workspace"
-            )
+        _check_regular(st, path)
         if st.st_size > max_bytes:
             raise PayloadTooLarge(f"file {path!r} is larger than {max_bytes} bytes")
     except BaseException:
@@ -264,6 +265,26 @@ def _read_regular(real: Path, path: str, max_bytes: int) -> bytes:
         raise
     with os.fdopen(fd, "rb") as fh:
         return fh.read(max_bytes + 1)[:max_bytes]
+
+
+def _check_regular(st: os.stat_result, path: str) -> None:
+    """InvalidInput unless the opened file is a regular file with a single link."""
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidInput(f"path {path!r} is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode))
+        raise InvalidInput(f"path {path!r} is {kind + ', ' if kind else ''}not a regular file")
+    if st.st_nlink > 1:
+        raise InvalidInput(f"path {path!r} is a hard link: it may be a file outside the workspace")
+
+
+def _special(real: Path, path: str) -> str | None:
+    """Why ``path`` cannot be opened, if it is a special file (None otherwise)."""
+    try:
+        kind = _KINDS.get(stat.S_IFMT(real.lstat().st_mode))
+    except OSError:
+        return None
+    return f"path {path!r} is {kind}, not a regular file" if kind else None
 
 
 def _as_text(data: bytes) -> str | None:
@@ -279,9 +300,8 @@ def _open_unlinked_regular(path: Path) -> tuple[int, os.stat_result] | None:
     """An open descriptor on ``path`` and its status, if it is a regular file (not a symlink,
     not special) with a single link; None otherwise. Checked on the descriptor, so what is
     checked is what is read."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
     except OSError:
         return None
     try:

@@ -12,15 +12,15 @@ import ipaddress
 import socket
 
 from agentyard.core.errors import InvalidInput
-from agentyard.core.repo_rules import RepoUrl
+from agentyard.core.repo_rules import RepoUrl, normal_host
 
 RESOLVE_TIMEOUT = 5.0
 
 
 async def check_resolves_publicly(repo: RepoUrl, private_hosts: list[str]) -> None:
     """InvalidInput if the host resolves to a non-public address and is not in
-    ``private_hosts``."""
-    if repo.host in {h.lower() for h in private_hosts}:
+    ``private_hosts`` (an IPv6 address there with or without its brackets)."""
+    if repo.host in {normal_host(h) for h in private_hosts}:
         return
     loop = asyncio.get_running_loop()
     try:
