@@ -257,6 +257,22 @@ async def test_the_key_record_and_its_run_commit_together(store: Store) -> None:
     assert kept is not None and kept["run_id"] == first.run_id
 
 
+async def test_records_past_their_lifetime_are_purged(store: Store) -> None:
+    from agentyard.core.models import Chat
+
+    old, message = _run()
+    chat = Chat(chat_id="chat_x", user_id="alice", created_at=utcnow())
+    receipt = _receipt(old, "old") | {"created_at": utcnow() - timedelta(hours=25)}
+    await store.create_run(old, message, new_chat=chat, receipt=receipt)
+    fresh, message2 = _run()
+    fresh.chat_id = message2.chat_id = "chat_y"
+    chat_y = Chat(chat_id="chat_y", user_id="alice", created_at=utcnow())
+    await store.create_run(fresh, message2, new_chat=chat_y, receipt=_receipt(fresh, "new"))
+    assert await store.get_receipt("alice", "old") is None  # past its lifetime: not used
+    assert await store.purge_receipts() == 1
+    assert await store.get_receipt("alice", "new") is not None
+
+
 # -- limits, budgets and reasons ----------------------------------------------------------
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+import structlog
 
 from agentyard.core import details, envvars, idempotency, ids
 from agentyard.core.clock import utcnow
@@ -21,8 +24,11 @@ from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.queue.base import TaskQueue
 from agentyard.runtimes.base import AgentRuntime
+from agentyard.store.faults import public_message
 from agentyard.store.store import Store
 from agentyard.workspace.workspaces import WorkspaceError, Workspaces
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,8 @@ class Service:
         self.runtimes = runtimes
         self.agents = tuple(runtimes)
         self._in_flight: set[tuple[str, str]] = set()
+        self._purged_at = 0.0
+        """When this process last forgot idempotency records past their lifetime."""
         """(user, Idempotency-Key) of the create requests being handled in this process."""
 
     def _resolve(self, agent: str | None, model: str | None) -> str:
@@ -452,6 +460,18 @@ class Service:
             yield record
         except idempotency.KeyInUse:
             raise _in_flight() from None
+        await self._purge_receipts()
+
+    async def _purge_receipts(self) -> None:
+        """Now and then (on a create with a key), forget the records past their lifetime."""
+        now = time.monotonic()
+        if now - self._purged_at < _PURGE_EVERY_SECONDS:
+            return
+        self._purged_at = now
+        try:
+            await self.store.purge_receipts()
+        except Exception as exc:  # the next create tries again; the request has succeeded
+            log.warning("purging idempotency records failed", error=public_message(exc))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -575,6 +595,7 @@ class Service:
 
 _FOLLOW_UP_ATTEMPTS = 10
 _QUEUE_FULL_RETRY_SECONDS = 30
+_PURGE_EVERY_SECONDS = 3600.0
 
 
 def _in_flight() -> Conflict:
