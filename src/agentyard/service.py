@@ -34,6 +34,15 @@ class NewTask:
     create_pull_request: bool = False
     env: Mapping[str, str] | None = field(default=None, repr=False)
     """Environment variables for the agent (secrets): sealed on the chat, redacted."""
+    webhook_url: str | None = None
+    """The task's own webhook; ``webhook_secret`` signs it (sealed on the chat)."""
+    webhook_secret: str | None = field(default=None, repr=False)
+
+
+class WebhookUrlPolicy(Protocol):
+    async def check(self, url: str, field: str = "url") -> None:
+        """InvalidInput naming the broken rule."""
+        ...
 
 
 def _options(task: NewTask) -> dict[str, Any]:
@@ -85,7 +94,9 @@ class Service:
         workspaces: Workspaces,
         repos: RepoPolicy | None = None,
         secrets: envvars.Box | None = None,
+        webhook_urls: WebhookUrlPolicy | None = None,
     ) -> None:
+        self.webhook_urls = webhook_urls
         self.secrets = secrets
         self.workspaces = workspaces
         self.repos = repos
@@ -107,9 +118,11 @@ class Service:
     async def create_task(self, user_id: str, task: NewTask) -> Run:
         agent = self._resolve(task.agent, task.model)
         repo_url = await self._check_repo(user_id, task)
+        hook = await self._webhook(task)
         sealed = self._seal(task.env)
         now = utcnow()
         chat = _new_chat(user_id, task, sealed, now)
+        chat.webhook_url, chat.webhook_secret_sealed = hook
         run = self._new_run(
             user_id, chat.chat_id, agent, task.model, task.prompt, None, _options(task)
         )
@@ -128,12 +141,14 @@ class Service:
             raise InvalidInput(f"'selectedAgents' must have 2 to 5 entries (got {len(choices)})")
         agents = [self._resolve(c.agent, c.model) for c in choices]
         repo_url = await self._check_repo(user_id, task)
+        hook = await self._webhook(task)  # every run of the group reports to it
         sealed = self._seal(task.env)  # every run of the group gets the same variables
         group_id = ids.new_group_id()
         now = utcnow()
         items: list[tuple[Run, Message, Chat]] = []
         for index, (agent, choice) in enumerate(zip(agents, choices, strict=True)):
             chat = _new_chat(user_id, task, sealed, now)
+            chat.webhook_url, chat.webhook_secret_sealed = hook
             run = self._new_run(
                 user_id,
                 chat.chat_id,
@@ -302,6 +317,15 @@ class Service:
         merged = {**(current or {}), **variables}
         envvars.check(merged)
         return self._seal(merged)
+
+    async def _webhook(self, task: NewTask) -> tuple[str | None, str | None]:
+        """The task's own webhook URL, checked, and its secret sealed; or nothing."""
+        if task.webhook_url is None:
+            return None, None
+        if self.webhook_urls is None or self.secrets is None or task.webhook_secret is None:
+            raise InvalidInput("this server does not accept 'webhookUrl'")
+        await self.webhook_urls.check(task.webhook_url, "webhookUrl")
+        return task.webhook_url.strip(), self.secrets.seal(task.webhook_secret)
 
     async def _check_repo(self, user_id: str, task: NewTask) -> str | None:
         if task.repo_url is None:

@@ -16,6 +16,7 @@ from agentyard.core.errors import InvalidInput
 from agentyard.core.repo_rules import is_branch_name
 from agentyard.core.status import RunStatus, parse_status
 from agentyard.service import AgentChoice, Continuation, NewTask
+from agentyard.webhooks import signing
 
 router = APIRouter(prefix="/api/v1/tasks")
 
@@ -37,6 +38,7 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
         selected_branch=_branch(optional_str(data, "selectedBranch", max_len=255)),
         create_pull_request=_flag(data, "createPullRequest"),
         env=envvars.parse(data.get(envvars.FIELD)),
+        **_webhook(data),
     )
     service = yard(request).service
     if data.get("selectedAgents") is not None:
@@ -49,6 +51,7 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
             "assistantMessageId": runs[0].assistant_message_id,
             "status": "queued",
             "agentCount": len(runs),
+            **_webhook_secret(task),
             "runs": [
                 {
                     "runId": r.run_id,
@@ -68,7 +71,21 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> di
         "assistantMessageId": run.assistant_message_id,
         "status": run.status.value,
         "agentCount": 1,
+        **_webhook_secret(task),
     }
+
+
+def _webhook(data: dict[str, Any]) -> dict[str, Any]:
+    """A task's own ``webhookUrl``, with the signing secret made for it now."""
+    url = optional_str(data, "webhookUrl", max_len=2000)
+    if url is None:
+        return {}
+    return {"webhook_url": url, "webhook_secret": signing.new_secret()}
+
+
+def _webhook_secret(task: NewTask) -> dict[str, Any]:
+    """Shown once, in the create response, and only when the task has its own webhook."""
+    return {"webhookSecret": task.webhook_secret} if task.webhook_secret else {}
 
 
 def _branch(name: str | None) -> str | None:
