@@ -17,16 +17,23 @@ import structlog
 
 from agentyard.core.clock import utcnow
 from agentyard.store.faults import public_message
-from agentyard.webhooks.delivery import Deliverer, new_client
+from agentyard.webhooks.delivery import Deliverer, Outcome, new_client
 
 log = structlog.get_logger(__name__)
 
 
 class Dispatcher:
     def __init__(
-        self, deliverer: Deliverer, poll_seconds: float = 1.0, max_parallel: int = 16
+        self,
+        deliverer: Deliverer,
+        poll_seconds: float = 1.0,
+        max_parallel: int = 16,
+        on_outcome: Outcome | None = None,
     ) -> None:
         self.deliverer = deliverer
+        if on_outcome is not None:
+            # Told after every attempt: delivered, retrying or failed (a metrics counter).
+            deliverer.on_outcome = on_outcome
         self.poll_seconds = poll_seconds
         self.max_parallel = max_parallel
         self._wake = asyncio.Event()
