@@ -459,3 +459,29 @@ def test_url_rules_without_the_network() -> None:
     ):
         with pytest.raises(InvalidInput):
             rules.parse(bad)
+
+
+def test_an_attempt_cut_short_by_a_crash_is_made_again(tmp_path: Path) -> None:
+    """The server dies (SIGKILL) while a receiver holds an attempt: the next start lets go
+    of the lease and sends the same message again."""
+    receiver = WebhookReceiver(hang_seconds=20).start()
+    receiver.script["/crash"] = ["hang"]
+    env = yard_env(tmp_path / "yard", AGENTYARD_WEBHOOK_TIMEOUT_SECONDS="15")
+    server = ServerProcess(tmp_path / "yard", env).start()
+    try:
+        with server.client() as admin:
+            endpoint = register(admin, receiver.url("crash"), events=["completed"])
+            run = create(admin, "echo")
+            wait_status(admin, run["runId"], {"completed"})
+            wait_for(lambda: receiver.at("crash"), what="the attempt that hangs")
+        server.kill()
+        server = ServerProcess(tmp_path / "yard", env).start()
+        with server.client() as admin:
+            wait_for(lambda: len(receiver.at("crash")) == 2, what="the attempt after the crash")
+            first, second = receiver.at("crash")
+            assert first.headers["webhook-id"] == second.headers["webhook-id"]
+            assert verified(endpoint["secret"], second)["runId"] == run["runId"]
+            wait_for(lambda: deliveries(admin, endpoint["id"])[0]["state"] == "delivered")
+    finally:
+        server.stop()
+        receiver.stop()
