@@ -61,6 +61,7 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        self._server.block_on_close = False  # a hanging answer never holds up stop()
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
