@@ -252,6 +252,26 @@ def test_a_tasks_own_webhook_is_signed_with_its_own_secret(
     }
 
 
+def test_every_run_of_a_group_reports_to_the_tasks_webhook(
+    user: httpx.Client, receiver: WebhookReceiver
+) -> None:
+    pair = [{"agent": "command", "model": "echo"}] * 2
+    r = user.post(
+        "/api/v1/tasks",
+        json={"prompt": "hi", "selectedAgents": pair, "webhookUrl": receiver.url("group")},
+    )
+    assert r.status_code == 200, r.text
+    group = r.json()
+    secret = group["webhookSecret"]
+    for run in group["runs"]:
+        wait_status(user, run["runId"], {"completed"})
+    wait_for(lambda: len(receiver.at("group")) >= 6, what="both runs' deliveries")
+    for run in group["runs"]:
+        got = statuses(receiver, "group", run["runId"], secret)
+        assert got == ["queued", "running", "completed"]
+    assert {verified(secret, m)["groupId"] for m in receiver.at("group")} == {group["groupId"]}
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
