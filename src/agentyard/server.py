@@ -35,6 +35,12 @@ from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
 from agentyard.store.faults import RetryPolicy, public_message
 from agentyard.store.store import Store
+from agentyard.store.webhooks import WebhookStore
+from agentyard.webhooks.delivery import Deliverer
+from agentyard.webhooks.delivery import RetryPolicy as WebhookRetry
+from agentyard.webhooks.dispatcher import Dispatcher
+from agentyard.webhooks.service import Webhooks
+from agentyard.webhooks.urls import WebhookUrls
 from agentyard.workspace.git import Git
 from agentyard.workspace.github import GitHub
 from agentyard.workspace.workspaces import Workspaces
@@ -125,6 +131,29 @@ class Agentyard:
                 sweep_seconds=settings.sweep_seconds,
                 user_max_running=settings.user_max_running_runs,
             )
+        webhook_urls = WebhookUrls(settings.webhook_private_hosts)
+        webhook_store = WebhookStore(self.store.engine)
+        self.deliverer = Deliverer(
+            webhook_store,
+            self.git.box,
+            webhook_urls,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            policy=WebhookRetry(
+                settings.webhook_retry_base_seconds, settings.webhook_retry_for_seconds
+            ),
+        )
+        """Its ``on_outcome`` is the hook for a deliveries counter."""
+        if self.scale_out:
+            from agentyard.queue.procrastinate_queue import ProcrastinateQueue
+
+            assert isinstance(self.queue, ProcrastinateQueue)
+            self.queue.deliver_webhooks(self.deliverer)
+        self.dispatcher = Dispatcher(self.deliverer, poll_seconds=settings.queue_poll_seconds)
+        """Embedded only: the scale-out queue delivers through jobs."""
+        self._dispatching = False
+        self.webhooks = Webhooks(
+            webhook_store, self.git.box, webhook_urls, redelivered=self._redelivered
+        )
         self._background: list[asyncio.Task[None]] = []
         self._sandbox_started = False
         self._signal_handlers: list[tuple[int, Any, Any]] = []
@@ -144,8 +173,19 @@ class Agentyard:
                 user_max_running=settings.user_max_running_runs,
                 user_max_queued=settings.user_max_queued_runs,
             ),
+            webhook_urls=webhook_urls,
         )
         self.groups = Groups(self.service, self.git)
+
+    async def _redelivered(self, delivery: dict[str, Any]) -> None:
+        """A delivery made due again: wake whoever delivers it."""
+        if self.scale_out:
+            from agentyard.queue.procrastinate_queue import ProcrastinateQueue
+
+            assert isinstance(self.queue, ProcrastinateQueue) and self.queue.webhooks
+            await self.queue.webhooks.defer([delivery])
+        else:
+            self.dispatcher.wake()
 
     async def start(self) -> None:
         _widen_default_executor(self.settings.max_concurrent_runs)
@@ -167,6 +207,8 @@ class Agentyard:
             if n:
                 log.warning("interrupted runs left by a previous server", count=n)
             await self.queue.start()
+            await self.dispatcher.start()
+            self._dispatching = True
         # Everything loaded so far (the application, SQLAlchemy, the SDKs) lives as long as
         # the process: out of the collector's sight, a full collection takes a few ms rather
         # than the tens of ms that stall every request while a chatty run allocates.
@@ -247,6 +289,8 @@ class Agentyard:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._dispatching:
+            await self.dispatcher.stop()
         await self.queue.stop()
         if self._sandbox_started:
             await self.sandbox.stop()

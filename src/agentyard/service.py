@@ -46,6 +46,15 @@ class NewTask:
     """``maxDuration``: seconds the run may execute before it is stopped (work saved)."""
     max_cost_usd: float | None = None
     """``maxCostUsd``: what its model use may cost before it is stopped (work saved)."""
+    webhook_url: str | None = None
+    """The task's own webhook; ``webhook_secret`` signs it (sealed on the chat)."""
+    webhook_secret: str | None = field(default=None, repr=False)
+
+
+class WebhookUrlPolicy(Protocol):
+    async def check(self, url: str, field: str = "url") -> None:
+        """InvalidInput naming the broken rule."""
+        ...
 
 
 def _options(task: NewTask) -> dict[str, Any]:
@@ -113,7 +122,9 @@ class Service:
         repos: RepoPolicy | None = None,
         secrets: envvars.Box | None = None,
         limits: TaskLimits | None = None,
+        webhook_urls: WebhookUrlPolicy | None = None,
     ) -> None:
+        self.webhook_urls = webhook_urls
         self.limits = limits or TaskLimits()
         self.secrets = secrets
         self.workspaces = workspaces
@@ -150,9 +161,11 @@ class Service:
         limits = self._limits(task.max_duration, task.max_cost_usd, None)
         await self._check_queue_room(user_id, 1)
         repo_url = await self._check_repo(user_id, task)
+        hook = await self._webhook(task)
         sealed = self._seal(task.env)
         now = utcnow()
         chat = _new_chat(user_id, task, sealed, now)
+        chat.webhook_url, chat.webhook_secret_sealed = hook
         run = self._new_run(
             user_id, chat.chat_id, agent, task.model, task.prompt, None, _options(task) | limits
         )
@@ -192,12 +205,14 @@ class Service:
         limits = self._limits(task.max_duration, task.max_cost_usd, None)
         await self._check_queue_room(user_id, len(choices))
         repo_url = await self._check_repo(user_id, task)
+        hook = await self._webhook(task)  # every run of the group reports to it
         sealed = self._seal(task.env)  # every run of the group gets the same variables
         group_id = ids.new_group_id()
         now = utcnow()
         items: list[tuple[Run, Message, Chat]] = []
         for index, (agent, choice) in enumerate(zip(agents, choices, strict=True)):
             chat = _new_chat(user_id, task, sealed, now)
+            chat.webhook_url, chat.webhook_secret_sealed = hook
             run = self._new_run(
                 user_id,
                 chat.chat_id,
@@ -528,6 +543,15 @@ class Service:
                 "retry once some have started",
                 retry_after=_QUEUE_FULL_RETRY_SECONDS,
             )
+
+    async def _webhook(self, task: NewTask) -> tuple[str | None, str | None]:
+        """The task's own webhook URL, checked, and its secret sealed; or nothing."""
+        if task.webhook_url is None:
+            return None, None
+        if self.webhook_urls is None or self.secrets is None or task.webhook_secret is None:
+            raise InvalidInput("this server does not accept 'webhookUrl'")
+        await self.webhook_urls.check(task.webhook_url, "webhookUrl")
+        return task.webhook_url.strip(), self.secrets.seal(task.webhook_secret)
 
     async def _check_repo(self, user_id: str, task: NewTask) -> str | None:
         if task.repo_url is None:

@@ -135,6 +135,16 @@ class Settings(BaseSettings):
     git_author_email: str = "agent@agentyard.local"
     git_timeout_seconds: float = Field(default=300.0, gt=0)
 
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A webhook attempt succeeds with a 2xx within this long (the whole exchange)."""
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    """The first retry's delay; later ones grow (x5, x24, x120, x720, then hourly at 5 s)."""
+    webhook_retry_for_seconds: float = Field(default=86400.0, gt=0)
+    """A delivery is retried this long after it was created, then it is ``failed``."""
+    webhook_private_hosts: list[str] = Field(default_factory=list)
+    """Webhook hosts allowed to resolve to loopback/private addresses (JSON list);
+    ``http://host:port`` also allows plain http to it."""
+
     sandbox: Literal["auto", "bwrap", "none"] = "auto"
     """How agents are confined: ``bwrap`` (the default wherever bubblewrap works) or ``none``."""
     sandbox_network: Literal["model", "allowlist"] = "model"

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from agentyard import __version__
-from agentyard.api import agent, agents, errors, files, git, groups, openapi, tasks
+from agentyard.api import agent, agents, errors, files, git, groups, openapi, tasks, webhooks
 from agentyard.api.body import BodyLimit
 from agentyard.api.headers import HeaderLimit
 from agentyard.server import Agentyard
@@ -46,6 +46,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
     app.include_router(agents.router)
     app.include_router(git.router)
     app.include_router(groups.router)
+    app.include_router(webhooks.router)
     openapi.install(app)
 
     @app.get("/healthz")

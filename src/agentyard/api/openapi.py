@@ -30,7 +30,7 @@ ASSETS_URL = "/docs-assets"
 ERRORS = {
     400: "Bad input: nothing was changed.",
     401: "No API key, or an unknown or revoked one.",
-    403: "The run or group belongs to another user (git: no GitHub token stored).",
+    403: "The run, group or webhook belongs to another user (git: no GitHub token stored).",
     404: "No such run, group, file or route.",
     409: "Conflict with the current state (e.g. an Idempotency-Key still in flight).",
     413: "The request body is too large.",
@@ -131,10 +131,46 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("get", "/api/v1/git/repos"): ("The account's repositories", None, m.Repos, (403,)),
     ("get", "/api/v1/git/branches"): ("A repository's branches", None, m.Branches, (403,)),
     ("get", "/api/v1/agents"): ("The runtimes and whether each is configured", None, m.Agents, ()),
+    ("post", "/api/v1/webhooks"): (
+        "Register a webhook endpoint (201, with its secret shown once)",
+        bodies.CreateWebhook,
+        m.CreatedWebhook,
+        (),
+    ),
+    ("get", "/api/v1/webhooks"): ("The caller's webhook endpoints", None, m.WebhookList, ()),
+    ("get", "/api/v1/webhooks/{endpoint_id}"): (
+        "A webhook endpoint",
+        None,
+        m.WebhookEndpoint,
+        (),
+    ),
+    ("delete", "/api/v1/webhooks/{endpoint_id}"): (
+        "Delete an endpoint and its deliveries",
+        None,
+        m.WebhookDeleted,
+        (),
+    ),
+    ("get", "/api/v1/webhooks/{endpoint_id}/deliveries"): (
+        "Deliveries with their attempts and responses, newest first",
+        None,
+        m.WebhookDeliveries,
+        (),
+    ),
+    ("post", "/api/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver"): (
+        "Attempt a delivery again now, whatever its state (no body)",
+        None,
+        m.WebhookDelivery,
+        (),
+    ),
     ("get", "/healthz"): ("Liveness", None, m.Health, ()),
 }
 
-TAGS = ("tasks", "files", "groups", "agent", "git", "agents")
+SUCCESS = {
+    ("post", "/api/v1/webhooks"): "201",
+}
+"""Operations that answer something other than 200 on success."""
+
+TAGS = ("tasks", "files", "groups", "agent", "git", "agents", "webhooks")
 
 
 def _tag(path: str) -> str:
@@ -181,7 +217,7 @@ def _operation(op: dict[str, Any], method: str, path: str) -> None:
             op["requestBody"] = {"required": True, "content": {"application/json": media}}
         if path.endswith("/files/upload"):
             op["requestBody"] = _multipart()
-        ok = "201" if path.endswith("/files/upload") else "200"
+        ok = SUCCESS.get((method, path), "201" if path.endswith("/files/upload") else "200")
         if isinstance(answer, type):
             content = {"application/json": {"schema": _ref(answer)}}
             responses[ok] = {"description": answer.__doc__ or "OK", "content": content}

@@ -18,6 +18,7 @@ from agentyard.core.models import Run
 from agentyard.core.repo_rules import is_branch_name
 from agentyard.core.status import RunStatus, parse_status
 from agentyard.service import AgentChoice, Continuation, NewTask, Service
+from agentyard.webhooks import signing
 
 router = APIRouter(prefix="/api/v1/tasks")
 
@@ -68,17 +69,37 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> An
         env=envvars.parse(data.get(envvars.FIELD)),
         max_duration=_limit(data, "maxDuration", _MAX_DURATION),
         max_cost_usd=_limit(data, "maxCostUsd", 1e6),
+        **_webhook(data),
     )
     service = yard(request).service
     group = data.get("selectedAgents") is not None
     choices = _agent_choices(data) if group else []
-    receipt = await _receipt(request, service, user, data, _group_created if group else _created)
+    shape = _group_created if group else _created
+
+    def render(runs: list[Run]) -> dict[str, Any]:
+        return {**shape(runs), **_webhook_secret(task)}
+
+    receipt = await _receipt(request, service, user, data, render)
     if isinstance(receipt, Response):
         return receipt
     if group:
         _, runs = await service.create_group(user, task, choices, receipt)
-        return _group_created(runs)
-    return _created([await service.create_task(user, task, receipt)])
+        return render(runs)
+    return render([await service.create_task(user, task, receipt)])
+
+
+def _webhook(data: dict[str, Any]) -> dict[str, Any]:
+    """A task's own ``webhookUrl``, with the signing secret made for it now."""
+    url = optional_str(data, "webhookUrl", max_len=2000)
+    if url is None:
+        return {}
+    return {"webhook_url": url, "webhook_secret": signing.new_secret()}
+
+
+def _webhook_secret(task: NewTask) -> dict[str, Any]:
+    """Shown once, in the create response (and its idempotent replays, sealed meanwhile),
+    and only when the task has its own webhook."""
+    return {"webhookSecret": task.webhook_secret} if task.webhook_secret else {}
 
 
 def _created(runs: list[Run]) -> dict[str, Any]:

@@ -80,6 +80,11 @@ class CreateTask(Body):
         gt=0,
         description="What the run's model use may cost (USD, metered at the model proxy).",
     )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="This task's own webhook (https); signed with `webhookSecret`.",
+    )
 
 
 class ContinueTask(Body):
@@ -145,6 +150,25 @@ class ConnectGit(Body):
     )
 
 
+WebhookEvent = Literal["*", "queued", "running", "completed", "failed", "cancelled", "interrupted"]
+
+
+class CreateWebhook(Body):
+    """A webhook endpoint: every status change of the caller's runs, signed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"url": "https://ci.example.com/hooks/agentyard", "events": ["*"]}]
+        }
+    )
+
+    url: str = Field(max_length=2000, description="https; no loopback or private targets.")
+    events: list[WebhookEvent] | None = Field(
+        default=None, min_length=1, description="Run statuses, or `*` (default) for all."
+    )
+    description: str | None = Field(default=None, max_length=500)
+
+
 ALL: tuple[type[Body], ...] = (
     CreateTask,
     ContinueTask,
@@ -153,4 +177,5 @@ ALL: tuple[type[Body], ...] = (
     SelectWinner,
     WriteFile,
     ConnectGit,
+    CreateWebhook,
 )

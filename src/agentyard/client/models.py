@@ -49,6 +49,9 @@ class CreatedTask(Model):
     agent_count: int
     group_id: str | None = None
     runs: list[RunRef] | None = Field(default=None, description="Multi-agent tasks: every run.")
+    webhook_secret: str | None = Field(
+        default=None, description="With `webhookUrl` only: its signing secret, shown this once."
+    )
 
 
 class TaskSummary(Model):
@@ -340,3 +343,69 @@ class Branches(Model):
 class Health(Model):
     ok: bool
     version: str
+
+
+class WebhookEndpoint(Model):
+    """A webhook endpoint (its secret is shown only when it is created)."""
+
+    id: str
+    url: str
+    events: list[str]
+    description: str | None = None
+    created_at: datetime | None = None
+
+
+class CreatedWebhook(WebhookEndpoint):
+    """The new endpoint, with its Standard Webhooks signing secret, shown this once."""
+
+    secret: str = Field(description="`whsec_...`: verifies `webhook-signature`.")
+
+
+class WebhookList(Model):
+    """The caller's webhook endpoints."""
+
+    webhooks: list[WebhookEndpoint]
+
+
+class WebhookDeleted(Model):
+    """The endpoint and its deliveries are gone."""
+
+    success: bool
+    id: str
+
+
+class WebhookAttempt(Model):
+    attempt: int
+    at: datetime | None = None
+    status_code: int | None = None
+    error: str | None = None
+    response: str | None = Field(default=None, description="The response body's first KiB.")
+    duration_ms: int | None = None
+
+
+class WebhookDelivery(Model):
+    """One message to one endpoint: its state and every attempt, newest first."""
+
+    id: str = Field(description="The message's `webhook-id`, the same on every attempt.")
+    endpoint_id: str | None = None
+    run_id: str
+    type: str
+    state: str = Field(description="pending, delivered or failed.")
+    attempts: int
+    next_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    last_response: str | None = None
+    attempt_log: list[WebhookAttempt]
+    payload: dict[str, Any]
+    created_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+class WebhookDeliveries(Model):
+    """An endpoint's deliveries, newest first."""
+
+    deliveries: list[WebhookDelivery]
+    page: int
+    limit: int
+    has_more: bool

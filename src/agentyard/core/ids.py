@@ -1,4 +1,5 @@
-"""Identifier formats: runs are UUIDs, chats ``chat_…``, messages ``msg_…``."""
+"""Identifier formats: runs are UUIDs, chats ``chat_…``, messages ``msg_…``, webhook
+endpoints ``whe_…`` and their deliveries ``msg_…`` (the Standard Webhooks message id)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ def new_chat_id() -> str:
 
 def new_message_id() -> str:
     return "msg_" + secrets.token_hex(8)
+
+
+def new_webhook_endpoint_id() -> str:
+    return "whe_" + secrets.token_hex(8)
+
+
+def new_webhook_message_id() -> str:
+    """A delivery's ``webhook-id``: the same for every attempt, so receivers deduplicate."""
+    return "msg_" + secrets.token_hex(12)
 
 
 def new_group_id() -> str:

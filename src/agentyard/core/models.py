@@ -24,6 +24,10 @@ class Chat:
     workspace_path: str | None = None
     env_encrypted: str | None = field(default=None, repr=False)
     """The chat's environment variables, sealed (JSON inside); never shown."""
+    webhook_url: str | None = None
+    """The task's own webhook (``webhookUrl``), inherited by follow-ups."""
+    webhook_secret_sealed: str | None = field(default=None, repr=False)
+    """Its signing secret, sealed; shown once, in the create response."""
 
 
 @dataclass

@@ -33,6 +33,8 @@ from agentyard.runtimes.processes import kill_run_processes, marked_processes
 from agentyard.store.db import psycopg_conninfo
 from agentyard.store.faults import public_message
 from agentyard.store.store import Store
+from agentyard.webhooks.delivery import Deliverer
+from agentyard.webhooks.jobs import WebhookJobs
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +97,14 @@ class ProcrastinateQueue:
         an outage everyone shared is not mistaken for dead workers."""
         self.ghost_suspects: dict[str, str] = {}
         self._workers_running = False
+        self.webhooks: WebhookJobs | None = None
+        """Webhook deliveries, once ``deliver_webhooks`` was called."""
+
+    def deliver_webhooks(self, deliverer: Deliverer) -> WebhookJobs:
+        """Register the webhook job; its first attempts are deferred with the outbox rows."""
+        self.webhooks = WebhookJobs(self.app, QUEUE, self.store.engine, deliverer)
+        self.store.defer_webhooks = self.webhooks.defer_in
+        return self.webhooks
 
     # -- the TaskQueue port ---------------------------------------------------------------------
 
@@ -158,6 +168,8 @@ class ProcrastinateQueue:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self.app.close_async()
 
     async def in_transaction(self, conn: AsyncConnection, run: Run) -> None:
@@ -280,6 +292,8 @@ class ProcrastinateQueue:
             count += await reap_stalled(self)
             count += await end_ghosts(self)
         await self._kill_orphans()
+        if self.webhooks is not None:
+            await self.webhooks.requeue()
         return count
 
     async def _touch_runs_forever(self) -> None:

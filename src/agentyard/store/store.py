@@ -16,6 +16,7 @@ from agentyard.core.events import Event
 from agentyard.core.models import Chat, Message, Run, StoredEvent
 from agentyard.core.status import ACTIVE, RunStatus, allowed_sources
 from agentyard.store import tables as t
+from agentyard.store.webhooks import Deferrer, record_status_change
 
 InTransaction = Callable[[AsyncConnection, Run], Awaitable[None]]
 EVENTS_CHANNEL = "agentyard_events"
@@ -51,6 +52,9 @@ class RunEnded(Exception):
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.defer_webhooks: Deferrer | None = None
+        """Set by a queue that delivers webhooks through jobs: called in the transaction
+        that writes a status change's outbox rows."""
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -250,8 +254,13 @@ class Store:
                 created_at=run.created_at,
             )
         )
+        await self._status_changed(conn, run.run_id)
         if on_insert is not None:
             await on_insert(conn, run)
+
+    async def _status_changed(self, conn: AsyncConnection, run_id: str) -> None:
+        """The run's webhooks (outbox rows), in the transaction that changed its status."""
+        await record_status_change(conn, run_id, self.defer_webhooks)
 
     async def get_run(self, run_id: str) -> Run | None:
         async with self.engine.connect() as conn:
@@ -424,12 +433,14 @@ class Store:
                     .returning(t.runs.c.run_id)
                 )
             ).first()
+            if row is not None:
+                await self._status_changed(conn, row.run_id)
         return None if row is None else await self.get_run(row.run_id)
 
     async def mark_running(self, run_id: str, worker_id: str) -> bool:
         now = utcnow()
         async with self.transaction() as conn:
-            return await self._transition(
+            ok = await self._transition(
                 conn,
                 run_id,
                 RunStatus.RUNNING,
@@ -437,6 +448,9 @@ class Store:
                 heartbeat_at=now,
                 worker_id=worker_id,
             )
+            if ok:
+                await self._status_changed(conn, run_id)
+            return ok
 
     async def start_within(self, run_id: str, worker_id: str, user_max_running: int) -> bool | None:
         """``mark_running`` unless the run's user already has ``user_max_running`` runs
@@ -466,7 +480,7 @@ class Store:
             ).scalar_one()
             if int(running) >= user_max_running:
                 return None
-            return await self._transition(
+            ok = await self._transition(
                 conn,
                 run_id,
                 RunStatus.RUNNING,
@@ -474,6 +488,9 @@ class Store:
                 heartbeat_at=now,
                 worker_id=worker_id,
             )
+            if ok:
+                await self._status_changed(conn, run_id)
+            return ok
 
     async def _transition(
         self,
@@ -531,6 +548,7 @@ class Store:
                     .where(t.messages.c.run_id == run_id, t.messages.c.role == "assistant")
                     .values(parts=assistant_parts, created_at=utcnow())
                 )
+            await self._status_changed(conn, run_id)
             return stored
 
     # -- events ---------------------------------------------------------------------------------

@@ -65,6 +65,10 @@ chats = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     # The chat's environment variables (a task's secrets), sealed with the SecretBox.
     sa.Column("env_encrypted", sa.Text(), nullable=True),
+    # The task's own webhook (``webhookUrl``) and its signing secret, sealed; follow-ups and
+    # every run of a multi-agent group share them.
+    sa.Column("webhook_url", sa.Text(), nullable=True),
+    sa.Column("webhook_secret_sealed", sa.Text(), nullable=True),
 )
 
 runs = sa.Table(
@@ -164,4 +168,44 @@ idempotency_keys = sa.Table(
     sa.Column("run_id", sa.String(40), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+# A user's registered webhook endpoints; the signing secret is sealed with the SecretBox.
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("endpoint_id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.String(200), nullable=False, index=True),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("events", sa.JSON(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("secret_sealed", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# The outbox: one row per message to one URL, written in the transaction that changes the
+# run's status. ``delivery_id`` is the message's ``webhook-id``; ``endpoint_id`` is NULL for
+# a task's own ``webhookUrl``. A claimer holds ``lease_until`` while it attempts.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.String(40), primary_key=True),
+    sa.Column("endpoint_id", sa.String(40), nullable=True),
+    sa.Column("user_id", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(40), nullable=False),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("last_status_code", sa.Integer(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("last_response", sa.Text(), nullable=True),
+    sa.Column("attempt_log", sa.JSON(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_endpoint_id_created_at", "endpoint_id", "created_at"),
 )
