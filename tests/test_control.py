@@ -383,6 +383,11 @@ def test_bad_create_bodies_are_a_400_naming_the_field(
     assert runs_of(client) == before
 
 
+def test_an_unsupported_option_asked_off_is_accepted(client: httpx.Client) -> None:
+    r = client.post("/api/v1/tasks", json=task(installDependencies=False))
+    assert r.status_code == 200, r.text
+
+
 def test_an_unknown_continue_field_is_a_400(client: httpx.Client) -> None:
     run_id = client.post("/api/v1/tasks", json=task()).json()["runId"]
     r = client.post(f"/api/v1/tasks/{run_id}/continue", json={"prompt": "x", "repoUrl": "y"})

@@ -179,6 +179,8 @@ def _known_fields(data: dict[str, Any], known: frozenset[str]) -> None:
         if name in known:
             continue
         if name in _NOT_SUPPORTED:
+            if data[name] in (None, False):
+                continue  # asks for nothing: what the reference's clients send by default
             raise InvalidInput(f"'{name}' is not supported: {_NOT_SUPPORTED[name]}")
         raise InvalidInput(
             f"unknown field {name!r}; this request takes: {', '.join(sorted(known))}"
