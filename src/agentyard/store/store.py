@@ -7,14 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
-import sqlalchemy.exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentyard.core import idempotency
 from agentyard.core.clock import utcnow
 from agentyard.core.events import Event
 from agentyard.core.models import Chat, Message, Run, StoredEvent
 from agentyard.core.status import ACTIVE, RunStatus, allowed_sources
+from agentyard.store import receipts
 from agentyard.store import tables as t
 from agentyard.store.webhooks import Deferrer, record_status_change
 
@@ -185,48 +184,18 @@ class Store:
                 await self._insert_run(conn, run, message, chat, on_insert)
 
     async def _insert_receipt(self, conn: AsyncConnection, receipt: dict[str, Any] | None) -> None:
-        """The idempotency record, first in its transaction: a concurrent request with the
-        same key waits on it (PostgreSQL) or on the write lock (SQLite), then fails here."""
-        if receipt is None:
-            return
-        keys = t.idempotency_keys
-        expired = receipt["created_at"] - idempotency.LIFETIME
-        # A key past its lifetime is free again.
-        await conn.execute(
-            keys.delete().where(
-                keys.c.user_id == receipt["user_id"],
-                keys.c.key == receipt["key"],
-                keys.c.created_at < expired,
-            )
-        )
-        try:
-            await conn.execute(keys.insert().values(receipt))
-        except sa_exc.IntegrityError:  # the whole transaction is rolled back
-            raise idempotency.KeyInUse(receipt["key"]) from None
+        if receipt is not None:
+            await receipts.insert(conn, receipt)
 
     async def get_receipt(self, user_id: str, key: str) -> dict[str, Any] | None:
         """The user's idempotency record for ``key`` if it is still alive."""
-        keys = t.idempotency_keys
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    keys.select().where(
-                        keys.c.user_id == user_id,
-                        keys.c.key == key,
-                        keys.c.created_at >= utcnow() - idempotency.LIFETIME,
-                    )
-                )
-            ).first()
-        return None if row is None else dict(row._mapping)
+            return await receipts.get(conn, user_id, key)
 
     async def purge_receipts(self) -> int:
         """Forget idempotency records past their lifetime."""
-        keys = t.idempotency_keys
         async with self.transaction() as conn:
-            result = await conn.execute(
-                keys.delete().where(keys.c.created_at < utcnow() - idempotency.LIFETIME)
-            )
-        return int(result.rowcount or 0)
+            return await receipts.purge(conn)
 
     async def _insert_run(
         self,
