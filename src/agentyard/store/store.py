@@ -407,25 +407,22 @@ class Store:
         return None if row is None else await self.get_run(row.run_id)
 
     async def mark_running(self, run_id: str, worker_id: str) -> bool:
-        now = utcnow()
         async with self.transaction() as conn:
-            ok = await self._transition(
-                conn,
-                run_id,
-                RunStatus.RUNNING,
-                started_at=now,
-                heartbeat_at=now,
-                worker_id=worker_id,
-            )
-            if ok:
-                await self._status_changed(conn, run_id)
-            return ok
+            return await self._start(conn, run_id, worker_id)
+
+    async def _start(self, conn: AsyncConnection, run_id: str, worker_id: str) -> bool:
+        now = utcnow()
+        ok = await self._transition(
+            conn, run_id, RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker_id=worker_id
+        )
+        if ok:
+            await self._status_changed(conn, run_id)
+        return ok
 
     async def start_within(self, run_id: str, worker_id: str, user_max_running: int) -> bool | None:
         """``mark_running`` unless the run's user already has ``user_max_running`` runs
         executing: None then (the run stays queued). One user's starts are serialised (an
         advisory lock on PostgreSQL, the write lock on SQLite), so the cap holds."""
-        now = utcnow()
         async with self.transaction() as conn:
             user = (
                 await conn.execute(sa.select(t.runs.c.user_id).where(t.runs.c.run_id == run_id))
@@ -449,17 +446,7 @@ class Store:
             ).scalar_one()
             if int(running) >= user_max_running:
                 return None
-            ok = await self._transition(
-                conn,
-                run_id,
-                RunStatus.RUNNING,
-                started_at=now,
-                heartbeat_at=now,
-                worker_id=worker_id,
-            )
-            if ok:
-                await self._status_changed(conn, run_id)
-            return ok
+            return await self._start(conn, run_id, worker_id)
 
     async def _transition(
         self,

@@ -10,15 +10,12 @@ the window for a host whose answer changes in between.
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import socket
 from urllib.parse import urlsplit
 
 from agentyard.core.errors import InvalidInput
 from agentyard.core.repo_rules import HostRule
+from agentyard.workspace.repo_policy import check_public_host
 
-RESOLVE_TIMEOUT = 5.0
 MAX_URL = 2000
 
 
@@ -66,22 +63,12 @@ class WebhookUrls:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
         if self._rule(host, parts.port) is not None:
             return
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT
-            )
-        except TimeoutError:
-            raise InvalidInput(f"'{field}' host {host!r} did not resolve in time") from None
-        except (OSError, UnicodeError):
-            raise InvalidInput(f"'{field}' host {host!r} does not resolve") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if not address.is_global:
-                raise InvalidInput(
-                    f"'{field}' host {host!r} resolves to a non-public address ({address}); "
-                    "allow it in AGENTYARD_WEBHOOK_PRIVATE_HOSTS to use it"
-                )
+        await check_public_host(
+            host,
+            port,
+            f"'{field}'",
+            "allow it in AGENTYARD_WEBHOOK_PRIVATE_HOSTS to use it",
+        )
 
     def _rule(self, host: str, port: int | None) -> HostRule | None:
         return next(
