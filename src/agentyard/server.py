@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from agentyard.accounts import ApiKeys
 from agentyard.connections import GitConnections, RepositoryRules
 from agentyard.core import apikeys
 from agentyard.crypto import SecretBox
@@ -135,6 +136,8 @@ class Agentyard:
             secrets=self.git.box,
         )
         self.groups = Groups(self.service, self.git)
+        env_key = settings.api_key.get_secret_value() if settings.api_key else None
+        self.keys = ApiKeys(self.store, env_key, ADMIN_USER)
 
     async def start(self) -> None:
         _widen_default_executor(self.settings.max_concurrent_runs)
