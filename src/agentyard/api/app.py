@@ -15,6 +15,7 @@ from agentyard.api import agent, agents, errors, files, git, groups, openapi, ta
 from agentyard.api.body import BodyLimit
 from agentyard.server import Agentyard
 from agentyard.settings import Settings
+from agentyard.web import install as web
 
 
 def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
@@ -46,6 +47,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
     app.include_router(git.router)
     app.include_router(groups.router)
     openapi.install(app)
+    web.install(app, yard)  # the dashboard under / (its routes stay out of the OpenAPI)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
