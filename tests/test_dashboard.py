@@ -254,6 +254,12 @@ def test_two_agents_side_by_side_and_select_the_winner(page: Page, api: httpx.Cl
     expect(page.locator("article.column.winner")).to_contain_text("beta speaks")
     assert api.get(f"/api/v1/groups/{group_id}").json()["selectedRunId"] == beta
     expect(page.get_by_role("button", name="Select")).to_have_count(0)
+    # The per-file comparison: each run's part of the diff, side by side.
+    page.get_by_text("shared.txt side by side").click()
+    cells = page.locator("#compare .compare-cell")
+    expect(cells).to_have_count(2)
+    expect(cells.nth(0).locator("td.code.add")).to_have_text(["a", "b"])
+    expect(cells.nth(1).locator("td.code.add")).to_have_text(["a", "c"])
 
 
 def test_another_users_run_is_not_reachable(
