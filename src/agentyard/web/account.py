@@ -60,6 +60,7 @@ async def sign_in(request: Request) -> Response:
 @router.post("/signout")
 async def sign_out(request: Request) -> Response:
     await form_of(request)
+    sessions(request).end(request.cookies.get(SESSION_COOKIE))
     response = redirect(SIGN_IN)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     set_cookie(response, request, CSRF_COOKIE, Sessions.new_csrf_cookie(), None)

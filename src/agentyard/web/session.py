@@ -2,7 +2,10 @@
 CSRF tokens bound to a per-browser cookie.
 
 The cookie carries the key's id, never its secret; every request looks the key up again,
-so revoking it ends the session at once. Both cookies are HttpOnly and SameSite=Strict.
+so revoking it ends the session at once. Signing out ends the session in this process even
+if a copy of the cookie survives (its nonce is refused until the cookie would have expired);
+with several API processes behind a balancer, revoking the key is what ends it everywhere.
+Both cookies are HttpOnly and SameSite=Strict.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ SESSION_COOKIE = "ay_session"
 CSRF_COOKIE = "ay_csrf"
 CSRF_FIELD = "csrf"
 _MAX_COOKIE = 1024
+_MAX_ENDED = 100_000
 
 
 def _b64(data: bytes) -> str:
@@ -34,12 +38,15 @@ def _unb64(text: str) -> bytes:
 class Session:
     key_id: str
     expires_at: float
+    nonce: str
 
 
 class Sessions:
     def __init__(self, key: bytes, lifetime_seconds: float) -> None:
         self._key = key
         self.lifetime_seconds = lifetime_seconds
+        self._ended: dict[str, float] = {}
+        """Nonces of signed-out sessions -> when their cookies expire."""
 
     def _mac(self, purpose: str, value: str) -> str:
         return _b64(hmac.new(self._key, f"{purpose}|{value}".encode(), hashlib.sha256).digest())
@@ -62,12 +69,22 @@ class Sessions:
             return None
         if not isinstance(data, dict):
             return None
-        key_id, expires = data.get("k"), data.get("e")
-        if not isinstance(key_id, str) or not isinstance(expires, int):
+        key_id, expires, nonce = data.get("k"), data.get("e"), data.get("n")
+        if not (isinstance(key_id, str) and isinstance(expires, int) and isinstance(nonce, str)):
             return None
-        if expires <= (now if now is not None else time.time()):
+        if expires <= (now if now is not None else time.time()) or nonce in self._ended:
             return None
-        return Session(key_id, float(expires))
+        return Session(key_id, float(expires), nonce)
+
+    def end(self, cookie: str | None, now: float | None = None) -> None:
+        """Sign out: this session's cookie is refused from now on."""
+        session = self.read(cookie, now)
+        if session is None:
+            return
+        moment = now if now is not None else time.time()
+        if len(self._ended) >= _MAX_ENDED:
+            self._ended = {n: e for n, e in self._ended.items() if e > moment}
+        self._ended[session.nonce] = session.expires_at
 
     @staticmethod
     def new_csrf_cookie() -> str:

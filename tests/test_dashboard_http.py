@@ -1,0 +1,249 @@
+"""The dashboard without a browser: sessions and CSRF tokens, the API-key use cases on a real
+store, safe rendering, and its HTTP answers to bad or hostile requests on a real server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agentyard.accounts import ApiKeys
+from agentyard.core.errors import InvalidInput, NotFound
+from agentyard.settings import Settings
+from agentyard.store.store import Store
+from agentyard.testing.harness import API_KEY, wait_status
+from agentyard.testing.inprocess import InProcessServer
+from agentyard.web import render
+from agentyard.web.install import CSP
+from agentyard.web.session import Sessions
+
+# -- sessions and CSRF --------------------------------------------------------------------------
+
+
+def test_a_session_cookie_is_signed_expires_and_ends_at_sign_out() -> None:
+    jar = Sessions(b"k" * 32, 3600)
+    cookie = jar.issue("key_1", now=1000)
+    assert jar.read(cookie, now=1001) is not None
+    assert jar.read(cookie, now=1000 + 3600) is None  # expired
+    assert Sessions(b"x" * 32, 3600).read(cookie, now=1001) is None  # another server's key
+    payload, mac = cookie.split(".")
+    forged = json.dumps({"k": "key_admin", "e": 9_999_999_999, "n": "0"}).encode()
+    forged_payload = base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+    assert jar.read(f"{forged_payload}.{mac}", now=1001) is None
+    for junk in ("", ".", "a.b.c", "x" * 5000, payload, f"{payload}."):
+        assert jar.read(junk, now=1001) is None
+    jar.end(cookie, now=1002)
+    assert jar.read(cookie, now=1003) is None
+    assert jar.read(jar.issue("key_1", now=1003), now=1004) is not None  # a new sign-in works
+
+
+def test_a_csrf_token_is_bound_to_the_browser_cookie_and_the_server() -> None:
+    jar = Sessions(b"k" * 32, 3600)
+    cookie = jar.new_csrf_cookie()
+    token = jar.csrf_token(cookie)
+    assert jar.csrf_ok(cookie, token)
+    assert not jar.csrf_ok(jar.new_csrf_cookie(), token)
+    assert not jar.csrf_ok(cookie, None) and not jar.csrf_ok(None, token)
+    assert not Sessions(b"x" * 32, 3600).csrf_ok(cookie, token)
+
+
+# -- API keys -----------------------------------------------------------------------------------
+
+
+async def test_api_keys_are_created_listed_and_revoked_by_their_owner_only(store: Store) -> None:
+    keys = ApiKeys(store, "sk-ay-env", "admin")
+    key_id, secret = await keys.create("alice", "laptop")
+    holder = await keys.identify(secret)
+    assert holder is not None and (holder.key_id, holder.user_id) == (key_id, "alice")
+    assert await keys.user_of(key_id) == "alice"
+    listed = await keys.list("alice")
+    assert [k["name"] for k in listed] == ["laptop"] and secret not in json.dumps(listed)
+    assert await keys.list("bob") == []
+    with pytest.raises(NotFound):
+        await keys.revoke("bob", key_id)
+    assert await keys.user_of(key_id) == "alice"
+    await keys.revoke("alice", key_id)
+    assert await keys.user_of(key_id) is None and await keys.identify(secret) is None
+    with pytest.raises(NotFound):
+        await keys.revoke("alice", key_id)
+    with pytest.raises(InvalidInput):
+        await keys.create("alice", " ")
+    env = await keys.identify("sk-ay-env")
+    assert env is not None and env.user_id == "admin"
+    assert await keys.user_of(env.key_id) == "admin"
+    # Another AGENTYARD_API_KEY: sessions of the old one end.
+    assert await ApiKeys(store, "sk-ay-other", "admin").user_of(env.key_id) is None
+    with pytest.raises(InvalidInput):
+        await keys.revoke("admin", env.key_id)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def test_agent_markdown_cannot_inject_html_or_script_links() -> None:
+    html = str(
+        render.markdown(
+            '<img src=x onerror="alert(1)"> <script>alert(2)</script> '
+            "[click](javascript:alert(3)) [ok](https://example.com) **bold**"
+        )
+    )
+    assert "<img" not in html and "<script" not in html
+    assert 'href="javascript:' not in html
+    assert '<a href="https://example.com">ok</a>' in html and "<strong>bold</strong>" in html
+
+
+def test_a_diff_is_parsed_with_line_numbers_and_side_by_side_rows() -> None:
+    diff = (
+        "diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n"
+        "@@ -1,3 +1,3 @@\n x = 1\n-y = '<b>'\n+y = 3\n z = 0\n"
+    )
+    [file] = render.parse_diff(diff)
+    assert (file.path, file.added, file.removed) == ("app.py", 1, 1)
+    assert [(line.kind, line.old, line.new) for line in file.lines] == [
+        ("hunk", None, None),
+        ("ctx", 1, 1),
+        ("del", 2, None),
+        ("add", None, 2),
+        ("ctx", 3, 3),
+    ]
+    assert "&lt;b&gt;" in str(file.lines[2].html)  # code is escaped, then coloured
+    pairs = [(r.left and r.left.kind, r.right and r.right.kind) for r in file.rows]
+    assert pairs == [(None, None), ("ctx", "ctx"), ("del", "add"), ("ctx", "ctx")]
+
+
+# -- over HTTP ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def yard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    commands = {"write": {"argv": ["sh", "-c", "echo wrote; echo hi > note.txt"]}}
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("yard"),
+        api_key=API_KEY,
+        commands=json.dumps(commands),
+        queue_poll_seconds=0.2,
+        keepalive_seconds=1,
+    )
+    server = InProcessServer(settings).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api(yard: InProcessServer) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=yard.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
+    ) as client:
+        yield client
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+@contextmanager
+def signed_in(yard: InProcessServer, key: str = API_KEY) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=yard.url, timeout=30) as client:
+        token = csrf_of(client.get("/signin").text)
+        answer = client.post("/signin", data={"csrf": token, "apiKey": key})
+        assert answer.status_code == 303, answer.text
+        yield client
+
+
+def test_pages_carry_a_strict_csp_and_the_api_does_not_take_the_cookie(
+    yard: InProcessServer,
+) -> None:
+    with signed_in(yard) as browser:
+        page = browser.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-security-policy"] == CSP
+        assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "<script>" not in page.text and " on" + "click=" not in page.text
+        api_answer = browser.get("/api/v1/tasks")
+        assert api_answer.status_code == 401
+        assert "content-security-policy" not in api_answer.headers
+        assert (
+            browser.get("/static/htmx.min.js").headers["content-type"].startswith("text/javascript")
+        )
+
+
+def test_a_wrong_key_gets_an_error_and_no_session(yard: InProcessServer) -> None:
+    with httpx.Client(base_url=yard.url, timeout=30) as client:
+        token = csrf_of(client.get("/signin").text)
+        answer = client.post("/signin", data={"csrf": token, "apiKey": "sk-ay-wrong"})
+        assert answer.status_code == 401 and "not valid" in answer.text
+        assert "ay_session" not in answer.cookies
+        assert client.get("/").status_code == 303
+
+
+def test_a_signed_out_cookie_replayed_is_refused(yard: InProcessServer) -> None:
+    with signed_in(yard) as browser:
+        cookie = browser.cookies["ay_session"]
+        token = csrf_of(browser.get("/").text)
+        assert browser.post("/signout", data={"csrf": token}).status_code == 303
+    with httpx.Client(base_url=yard.url, cookies={"ay_session": cookie}, timeout=30) as replay:
+        answer = replay.get("/")
+        assert answer.status_code == 303 and answer.headers["location"] == "/signin"
+
+
+def test_bad_form_input_is_a_4xx_page_and_changes_nothing(
+    yard: InProcessServer, api: httpx.Client
+) -> None:
+    before = len(api.get("/api/v1/tasks?limit=100").json()["tasks"])
+    with signed_in(yard) as browser:
+        token = csrf_of(browser.get("/").text)
+        cases = [
+            {"prompt": "", "agent1": "command"},
+            {"prompt": "x\x00y", "agent1": "command"},
+            {"prompt": "ok", "agent1": "no-such-agent"},
+            {"prompt": "ok", "agent1": "command", "branch": "bad..branch"},
+            {"prompt": "ok", "agent1": "command", "agent2": "command"} | {"pullRequest": "on"},
+        ]
+        for case in cases:
+            answer = browser.post("/tasks", data={"csrf": token, **case})
+            assert 400 <= answer.status_code < 500, (case, answer.status_code)
+            assert 'role="alert"' in answer.text
+        assert browser.get("/?status=nonsense").status_code == 400
+        assert browser.get("/tasks/not-a-run").status_code == 404
+        assert browser.get("/ui/tasks/not-a-run/diff?view=weird").status_code in (400, 404)
+        other = browser.post("/settings/keys/key_nothere/revoke", data={"csrf": token})
+        assert other.status_code == 404
+    assert len(api.get("/api/v1/tasks?limit=100").json()["tasks"]) == before
+
+
+def test_the_files_browser_is_read_only_and_stays_in_the_workspace(
+    yard: InProcessServer, api: httpx.Client
+) -> None:
+    run_id = api.post("/api/v1/tasks", json={"prompt": "go", "agent": "command"}).json()["runId"]
+    assert wait_status(api, run_id, {"completed", "failed"})["status"] == "completed"
+    with signed_in(yard) as browser:
+        listing = browser.get(f"/tasks/{run_id}/files")
+        assert listing.status_code == 200 and "note.txt" in listing.text
+        content = browser.get(f"/tasks/{run_id}/files", params={"path": "note.txt"})
+        assert content.status_code == 200 and "hi" in content.text
+        for path in ("../../../etc/passwd", "/etc/passwd", ".git/config", "a\x00b"):
+            answer = browser.get(f"/tasks/{run_id}/files", params={"path": path})
+            assert answer.status_code in (400, 404), (path, answer.status_code)
+            assert "root:" not in answer.text
+        page = browser.get(f"/tasks/{run_id}")
+        assert "wrote" in page.text
+        diff = browser.get(f"/ui/tasks/{run_id}/diff", params={"view": "split"})
+        assert diff.status_code == 200 and "note.txt" in diff.text
+        # No route writes: a PUT or DELETE on the page is not allowed.
+        assert browser.delete(f"/tasks/{run_id}/files").status_code == 405
+
+
+def test_the_wheel_would_ship_the_templates_and_assets() -> None:
+    web = Path(__file__).parent.parent / "src" / "agentyard" / "web"
+    for name in ("templates/base.html", "static/htmx.min.js", "static/app.js", "static/app.css"):
+        assert (web / name).is_file(), name
+    assert "Zero-Clause BSD" in (web / "static/htmx.min.js").read_text()[:400]
