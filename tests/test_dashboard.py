@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from agentyard.settings import Settings
+from agentyard.testing.faults import TcpProxy
 from agentyard.testing.harness import API_KEY, wait_status
 from agentyard.testing.inprocess import InProcessServer
 from agentyard.testing.scripted_model import ScriptedModelServer
@@ -48,7 +49,7 @@ SCRIPT: dict[str, Any] = {
                     "tool_calls": [{"name": "Bash", "input": {"command": "echo from-bash"}}],
                 },
                 # The slow step: the first words are on the page while the run goes on.
-                {"delay": 4, "text": "All done: nothing to change."},
+                {"delay": 3, "text": "All done: nothing to change."},
             ],
         },
         {
@@ -67,6 +68,14 @@ COMMANDS = {
     "alpha": {"argv": ["sh", "-c", "sleep 1; echo alpha speaks; printf 'a\\nb\\n' > shared.txt"]},
     "beta": {"argv": ["sh", "-c", "sleep 1; echo beta speaks; printf 'a\\nc\\n' > shared.txt"]},
     "flood": {"argv": ["sh", "-c", f"seq 1 {FLOOD_LINES}; sleep 120"]},
+    "drip": {
+        "argv": [
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do echo line-$i; done; sleep 1; "
+            "for i in 6 7 8 9 10; do echo line-$i; done; echo the-end; sleep 120",
+        ]
+    },
 }
 
 
@@ -101,7 +110,7 @@ def browser() -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(
             f"{CHROMIUM} is missing: the dashboard tests need Debian's chromium "
-            "(apt-get install chromium; `make sandbox` and .ci/run install it)"
+            "(apt-get install chromium; `make browser` and .ci/run install it)"
         )
     with sync_playwright() as p:
         found = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -114,18 +123,7 @@ def page(browser: Browser, yard: InProcessServer, tmp_path: Path) -> Iterator[Pa
     context = browser.new_context(base_url=yard.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(20_000)
     tab = context.new_page()
-    errors: list[str] = []
-    # Script errors and CSP refusals (an error status of a page is not one: a wrong key's
-    # sign-in page answers 401 on purpose).
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.on(
-        "console",
-        lambda m: (
-            errors.append(m.text)
-            if m.type == "error" and not m.text.startswith("Failed to load resource")
-            else None
-        ),
-    )
+    errors = console_errors(tab)
     yield tab
     tab.screenshot(path=str(tmp_path / "final.png"), full_page=True)
     context.close()
@@ -138,6 +136,22 @@ def api(yard: InProcessServer) -> Iterator[httpx.Client]:
         base_url=yard.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30
     ) as client:
         yield client
+
+
+def console_errors(tab: Page) -> list[str]:
+    """Script errors and CSP refusals (an error status of a page is not one: a wrong key's
+    sign-in page answers 401 on purpose)."""
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on(
+        "console",
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    return errors
 
 
 def sign_in(page: Page, key: str = API_KEY) -> None:
@@ -351,3 +365,31 @@ def test_the_page_keeps_up_with_a_run_streaming_thousands_of_events(
     # Still responsive: the Cancel button works at once.
     page.get_by_role("button", name="Cancel").click()
     expect(page.locator("[data-role=status]")).to_have_text("cancelled")
+
+
+def test_the_live_view_resumes_after_a_dropped_connection(
+    browser: Browser, yard: InProcessServer, api: httpx.Client, tmp_path: Path
+) -> None:
+    """The stream is cut mid-run: EventSource reconnects with Last-Event-ID and the text goes
+    on where it stopped, nothing lost and nothing twice."""
+    with TcpProxy("127.0.0.1", yard.port) as proxy:
+        context = browser.new_context(base_url=proxy.http_url)
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        errors = console_errors(page)
+        sign_in(page)
+        start_task(page, "drip", ("command", "drip"))
+        run_id = run_id_of(page)
+        live = page.locator(".conversation .text.live")
+        expect(live).to_contain_text("line-5")
+        assert proxy.drop() > 0
+        expect(live).to_contain_text("the-end")
+        expected = "".join(f"line-{i}\n" for i in range(1, 11)) + "the-end\n"
+        assert live.evaluate("e => e.textContent") == expected
+        assert api.get(f"/api/v1/tasks/{run_id}/status").json()["status"] == "running"
+        page.get_by_role("button", name="Cancel").click()
+        expect(page.locator("[data-role=status]")).to_have_text("cancelled")
+        page.screenshot(path=str(tmp_path / "final.png"), full_page=True)
+        context.close()
+    # The reconnection itself logs a console error ("net::ERR_..."): only script errors count.
+    assert [e for e in errors if "ERR_" not in e] == []

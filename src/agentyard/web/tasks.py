@@ -4,11 +4,12 @@ the workspace's files, read-only."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from agentyard.api import sse
 from agentyard.api.body import optional_str, prompt_of
@@ -29,6 +30,7 @@ PAGE_SIZE = 20
 AGENT_ROWS = 5
 """Agent rows of the new-task form: two or more chosen make a multi-agent task."""
 STATUSES = [s.value for s in RunStatus]
+RECONNECT_MS = 1000
 
 
 def agents_of(app: Agentyard) -> list[dict[str, Any]]:
@@ -219,7 +221,17 @@ async def task_stream(run_id: str, request: Request, user: Viewer = Depends(view
     app = yard(request)
     run = await app.service.get_run(user.user_id, run_id)
     start = sse.resume_point(request, None)
-    return sse.stream(app.service, run, start, app.settings.keepalive_seconds)
+    response = sse.stream(app.service, run, start, app.settings.keepalive_seconds)
+    if isinstance(response, StreamingResponse):
+        response.body_iterator = _reconnect_soon(response.body_iterator)
+    return response
+
+
+async def _reconnect_soon(body: AsyncIterable[Any]) -> AsyncIterator[Any]:
+    """A page whose stream broke reconnects after a second (browsers wait 3 s by default)."""
+    yield f"retry: {RECONNECT_MS}\n\n"
+    async for chunk in body:
+        yield chunk
 
 
 @router.post("/tasks/{run_id}/cancel")
