@@ -164,6 +164,8 @@ def sign_in(page: Page, key: str = API_KEY) -> None:
 
 def start_task(page: Page, prompt: str, *agents: tuple[str, str]) -> None:
     page.get_by_label("Prompt").fill(prompt)
+    if len(agents) > 1:
+        page.get_by_text("More agents").click()
     for i, (agent, model) in enumerate(agents, start=1):
         page.get_by_label(f"Agent {i}", exact=True).select_option(agent)
         page.get_by_label(f"Model {i}", exact=True).fill(model)
@@ -261,6 +263,7 @@ def test_two_agents_side_by_side_and_select_the_winner(page: Page, api: httpx.Cl
     for i in range(2):
         expect(columns.nth(i).locator("[data-role=status]")).to_have_text("completed")
     expect(page.locator("#compare table.compare")).to_contain_text("shared.txt")
+    expect(page.locator("[data-role=group-status]")).to_have_text("completed")
     assert unlabelled_controls(page) == []
     beta = api.get(f"/api/v1/groups/{group_id}").json()["runs"][1]["runId"]
     columns.nth(1).get_by_role("button", name="Select").click()

@@ -42,6 +42,12 @@ async def group_page(group_id: str, request: Request, user: Viewer = Depends(vie
     return page(request, "group.html", **await _group_context(app, view))
 
 
+@router.get("/ui/groups/{group_id}/head")
+async def group_head(group_id: str, request: Request, user: Viewer = Depends(viewer)) -> Response:
+    view = await yard(request).groups.get(user.user_id, group_id)
+    return page(request, "_grouphead.html", group=view, selected=view.record.get("selected_run_id"))
+
+
 @router.get("/ui/groups/{group_id}/runs/{run_id}")
 async def group_column(
     group_id: str, run_id: str, request: Request, user: Viewer = Depends(viewer)
