@@ -212,15 +212,17 @@ def test_a_task_streams_its_text_while_it_runs(page: Page, api: httpx.Client) ->
     start_task(page, "explain the workspace", ("claude", ""))
     expect(page).to_have_url(re.compile(r"/tasks/[0-9a-f-]{36}$"))
     run_id = run_id_of(page)
-    expect(page.locator(".conversation")).to_contain_text("Looking at the **workspace** first.")
-    # Live: the text is there and the run is still going.
+    expect(page.locator(".conversation")).to_contain_text("Looking at the workspace first.")
+    # Live: the text is there (its block formatted once it ended) and the run still going.
+    expect(page.locator(".conversation .formatted strong")).to_have_text("workspace")
     expect(page.locator("[data-role=status]")).to_have_text("running")
     assert api.get(f"/api/v1/tasks/{run_id}/status").json()["status"] == "running"
     expect(page.locator(".tool .tool-name").first).to_have_text("Bash")
     expect(page.locator(".conversation")).to_contain_text("All done: nothing to change.")
     expect(page.locator("[data-role=status]")).to_have_text("completed")
-    # The finished run is the server's rendering: markdown, not raw asterisks.
-    expect(page.locator(".conversation strong")).to_have_text("workspace")
+    # The finished run is the server's rendering of its events: markdown, the tool call.
+    expect(page.locator(".conversation .md strong")).to_have_text("workspace")
+    expect(page.locator(".tool .tool-name")).to_have_text(["Bash"])
     expect(page.get_by_label("Follow-up")).to_be_visible()
     assert unlabelled_controls(page) == []
 

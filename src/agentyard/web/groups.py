@@ -12,7 +12,7 @@ from agentyard.groups import GroupView
 from agentyard.server import Agentyard
 from agentyard.web import render
 from agentyard.web.common import PageRoute, Viewer, form_of, page, redirect, viewer, yard
-from agentyard.web.tasks import run_context
+from agentyard.web.tasks import conversation_of, run_context
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -21,7 +21,7 @@ async def _columns(app: Agentyard, view: GroupView) -> list[dict[str, Any]]:
     columns = []
     for run in view.runs:
         column = run_context(app, run)
-        column["answer"] = None if column["active"] else await _answer(app, run.run_id, run.chat_id)
+        column["items"] = [] if column["active"] else await conversation_of(app, run)
         columns.append(column)
     return columns
 
@@ -63,13 +63,8 @@ async def group_column(
         group=view,
         selected=view.record.get("selected_run_id"),
         col=column,
-        answer=column["answer"],
+        items=column["items"],
     )
-
-
-async def _answer(app: Agentyard, run_id: str, chat_id: str) -> Any:
-    messages = await app.store.list_messages(chat_id)
-    return next((m for m in messages if m.run_id == run_id and m.role == "assistant"), None)
 
 
 @router.get("/ui/groups/{group_id}/compare")

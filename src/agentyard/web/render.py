@@ -8,6 +8,7 @@ Jinja's autoescaping.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -21,8 +22,10 @@ from pygments.lexers import TextLexer, get_lexer_for_filename
 from pygments.token import STANDARD_TYPES, _TokenType
 from pygments.util import ClassNotFound
 
+from agentyard.core import events as ev
 from agentyard.core.clock import iso, utcnow
 from agentyard.core.diffs import split_by_file
+from agentyard.core.events import Event
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 MAX_DIFF_LINES = 3000
@@ -90,6 +93,43 @@ def summary_of(value: Any, limit: int = 120) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- a run's conversation ------------------------------------------------------------------------
+
+
+def conversation(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """A run's events as what the live view showed: text blocks, reasoning blocks and tool
+    calls in order (the assistant message keeps no reasoning; the events do)."""
+    items: list[dict[str, Any]] = []
+    blocks: dict[tuple[str, str], list[str]] = {}
+    tools: dict[str, dict[str, Any]] = {}
+    for event in events:
+        kind = event.get("type")
+        if kind in (ev.TEXT_START, ev.TEXT_DELTA, ev.REASONING_START, ev.REASONING_DELTA):
+            family = "text" if kind in (ev.TEXT_START, ev.TEXT_DELTA) else "reasoning"
+            key = (family, str(event.get("id")))
+            if key not in blocks:
+                blocks[key] = []
+                items.append({"kind": family, "chunks": blocks[key]})
+            if kind in (ev.TEXT_DELTA, ev.REASONING_DELTA):
+                blocks[key].append(str(event.get("delta", "")))
+        elif kind in (ev.TOOL_CALL_START, ev.TOOL_INPUT_AVAILABLE, ev.TOOL_OUTPUT_AVAILABLE):
+            call_id = str(event.get("toolCallId"))
+            tool = tools.get(call_id)
+            if tool is None:
+                tool = {"kind": "tool", "name": event.get("toolName"), "input": None}
+                tool["output"] = None
+                tools[call_id] = tool
+                items.append(tool)
+            if kind == ev.TOOL_INPUT_AVAILABLE:
+                tool["input"] = event.get("input")
+            elif kind == ev.TOOL_OUTPUT_AVAILABLE:
+                tool["output"] = event.get("output")
+    for item in items:
+        if "chunks" in item:
+            item["text"] = "".join(item.pop("chunks"))
+    return [i for i in items if i["kind"] == "tool" or i["text"]]
 
 
 # -- diffs --------------------------------------------------------------------------------------

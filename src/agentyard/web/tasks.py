@@ -160,19 +160,16 @@ async def create_task(request: Request, user: Viewer = Depends(viewer)) -> Respo
 def _split(messages: list[Message], run: Run) -> dict[str, Any]:
     """The chat's messages: earlier runs' (above), this run's, and whether later runs exist."""
     earlier: list[Message] = []
-    current: list[Message] = []
     later: list[str] = []
     seen_current = False
     for m in messages:
         if m.run_id == run.run_id:
             seen_current = True
-            current.append(m)
         elif not seen_current:
             earlier.append(m)
         elif m.run_id not in later:
             later.append(m.run_id)
-    answer = next((m for m in current if m.role == "assistant"), None)
-    return {"earlier": earlier, "answer": answer, "later": later}
+    return {"earlier": earlier, "later": later}
 
 
 def run_context(app: Agentyard, run: Run, chat: Chat | None = None) -> dict[str, Any]:
@@ -190,17 +187,24 @@ def run_context(app: Agentyard, run: Run, chat: Chat | None = None) -> dict[str,
     }
 
 
+async def conversation_of(app: Agentyard, run: Run) -> list[dict[str, Any]]:
+    """A finished run's conversation from its events (its owner checked by the caller)."""
+    _, stored = await app.service.logs(run.user_id, run.run_id)
+    return render.conversation(s.data for s in stored)
+
+
 async def _task_context(request: Request, user: Viewer, run_id: str) -> dict[str, Any]:
     app = yard(request)
     view = await app.service.get_task(user.user_id, run_id)
-    latest = await app.store.latest_run_in_chat(view.run.chat_id)
+    terminal = view.run.status.terminal
+    split = _split(view.messages, view.run)
     return {
         **run_context(app, view.run, view.chat),
-        **_split(view.messages, view.run),
+        **split,
+        "items": await conversation_of(app, view.run) if terminal else [],
         "title": view.chat.title or view.run.prompt,
-        "can_follow_up": latest is not None
-        and latest.run_id == view.run.run_id
-        and view.run.status.terminal,
+        # Only the chat's latest run continues (the service enforces it; this hides the form).
+        "can_follow_up": terminal and not split["later"],
     }
 
 

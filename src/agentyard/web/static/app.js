@@ -43,6 +43,42 @@
     return cut(String(text || "").split(/\s+/).join(" ").trim(), 120);
   }
 
+  function inline(parent, text) {
+    // `code` and **bold** only; everything else stays text (never parsed as HTML).
+    var pattern = /(`[^`\n]+`|\*\*[^*\n]+\*\*)/g;
+    var last = 0;
+    var match;
+    while ((match = pattern.exec(text)) !== null) {
+      if (match.index > last) parent.appendChild(document.createTextNode(text.slice(last, match.index)));
+      var token = match[0];
+      if (token.charAt(0) === "`") parent.appendChild(el("code", null, token.slice(1, -1)));
+      else parent.appendChild(el("strong", null, token.slice(2, -2)));
+      last = match.index + token.length;
+    }
+    if (last < text.length) parent.appendChild(document.createTextNode(text.slice(last)));
+  }
+
+  function format(box) {
+    // A finished text block: fenced code as <pre>, paragraphs with minimal inline markup.
+    var text = box.textContent;
+    var holder = document.createDocumentFragment();
+    text.split(/```[^\n]*\n?/).forEach(function (part, i) {
+      if (i % 2 === 1) {
+        holder.appendChild(el("pre", null, part.replace(/\n$/, "")));
+        return;
+      }
+      part.split(/\n{2,}/).forEach(function (paragraph) {
+        if (!paragraph.trim()) return;
+        var p = el("p");
+        inline(p, paragraph.replace(/^\n+|\n+$/g, ""));
+        holder.appendChild(p);
+      });
+    });
+    box.textContent = "";
+    box.appendChild(holder);
+    box.className = "text formatted";
+  }
+
   function setStatus(root, status) {
     var badge = root.querySelector("[data-role=status]");
     if (badge) {
@@ -126,6 +162,9 @@
           break;
         case "text-delta":
           textNode(e.id).appendData(e.delta || "");
+          break;
+        case "text-end":
+          if (texts[e.id]) format(texts[e.id].parentNode);
           break;
         case "reasoning-start":
           reasoningNode(e.id);
