@@ -17,6 +17,7 @@ from agentyard.accounts import ApiKeys
 from agentyard.core.errors import InvalidInput, NotFound
 from agentyard.settings import Settings
 from agentyard.store.store import Store
+from agentyard.testing.fake_github import FakeGitHub
 from agentyard.testing.harness import API_KEY, wait_status
 from agentyard.testing.inprocess import InProcessServer
 from agentyard.web import render
@@ -120,12 +121,23 @@ def test_a_diff_is_parsed_with_line_numbers_and_side_by_side_rows() -> None:
 # -- over HTTP ----------------------------------------------------------------------------------
 
 
+GITHUB_TOKEN = "ghp_dashboardtesttoken0123456789"
+
+
 @pytest.fixture(scope="module")
-def yard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+def github() -> Iterator[FakeGitHub]:
+    with FakeGitHub() as gh:
+        gh.add_user(GITHUB_TOKEN, "octo", "Octo Cat")
+        yield gh
+
+
+@pytest.fixture(scope="module")
+def yard(tmp_path_factory: pytest.TempPathFactory, github: FakeGitHub) -> Iterator[InProcessServer]:
     commands = {"write": {"argv": ["sh", "-c", "echo wrote; echo hi > note.txt"]}}
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("yard"),
         api_key=API_KEY,
+        github_api_url=github.url,
         commands=json.dumps(commands),
         queue_poll_seconds=0.2,
         keepalive_seconds=1,
@@ -242,7 +254,31 @@ def test_the_files_browser_is_read_only_and_stays_in_the_workspace(
         assert browser.delete(f"/tasks/{run_id}/files").status_code == 405
 
 
-def test_the_wheel_would_ship_the_templates_and_assets() -> None:
+def test_settings_connect_github_without_ever_showing_the_token(
+    yard: InProcessServer, api: httpx.Client
+) -> None:
+    with signed_in(yard) as browser:
+        token = csrf_of(browser.get("/settings").text)
+        refused = browser.post("/settings/github", data={"csrf": token, "githubToken": "ghp_wrong"})
+        assert refused.status_code == 400 and "GitHub rejected the token" in refused.text
+        assert api.get("/api/v1/git/config").json()["connected"] is False
+        connected = browser.post(
+            "/settings/github", data={"csrf": token, "githubToken": GITHUB_TOKEN}
+        )
+        assert connected.status_code == 200 and "Connected to GitHub as octo" in connected.text
+        page = browser.get("/settings")
+        assert "octo" in page.text and "Disconnect GitHub" in page.text
+        for html in (connected.text, page.text):
+            assert GITHUB_TOKEN not in html
+        assert api.get("/api/v1/git/config").json()["login"] == "octo"
+        gone = browser.post("/settings/github/disconnect", data={"csrf": token})
+        assert gone.status_code == 303
+        assert api.get("/api/v1/git/config").json()["connected"] is False
+
+
+def test_the_templates_and_assets_are_in_the_package() -> None:
+    """Hatch's wheel takes every file under src/agentyard (checked with a build): the
+    dashboard needs nothing from a CDN or a build step."""
     web = Path(__file__).parent.parent / "src" / "agentyard" / "web"
     for name in ("templates/base.html", "static/htmx.min.js", "static/app.js", "static/app.css"):
         assert (web / name).is_file(), name
