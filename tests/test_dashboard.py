@@ -293,11 +293,27 @@ def test_another_users_run_is_not_reachable(
         )
         assert created.status_code == 200, created.text
         bob_run = created.json()["runId"]
+        group = bob.post(
+            "/api/v1/tasks",
+            json={
+                "prompt": "bob's secret plan, twice",
+                "selectedAgents": [{"agent": "command", "model": m} for m in ("echo", "echo")],
+            },
+        )
+        assert group.status_code == 200, group.text
+        bob_group = group.json()["groupId"]
     sign_in(page)  # as admin
     response = page.goto(f"/tasks/{bob_run}")
     assert response is not None and response.status in (403, 404)
     expect(page.locator("body")).not_to_contain_text("bob's secret plan")
-    for path in (f"/ui/tasks/{bob_run}/stream", f"/ui/tasks/{bob_run}/panel"):
+    for path in (
+        f"/ui/tasks/{bob_run}/stream",
+        f"/ui/tasks/{bob_run}/panel",
+        f"/ui/tasks/{bob_run}/diff",
+        f"/tasks/{bob_run}/files",
+        f"/groups/{bob_group}",
+        f"/ui/groups/{bob_group}/compare",
+    ):
         answer = page.request.get(path)
         assert answer.status in (403, 404) and "secret plan" not in answer.text()
     page.goto("/")

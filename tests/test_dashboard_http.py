@@ -232,6 +232,25 @@ def test_bad_form_input_is_a_4xx_page_and_changes_nothing(
     assert len(api.get("/api/v1/tasks?limit=100").json()["tasks"]) == before
 
 
+def test_forms_cannot_act_on_another_users_run(yard: InProcessServer) -> None:
+    _, bob_key = yard.call(lambda: yard.yard.keys.create("bob", "bob's key"))
+    with httpx.Client(
+        base_url=yard.url, headers={"Authorization": f"Bearer {bob_key}"}, timeout=30
+    ) as bob:
+        run_id = bob.post("/api/v1/tasks", json={"prompt": "bob", "agent": "command"}).json()[
+            "runId"
+        ]
+        wait_status(bob, run_id, {"completed", "failed"})
+        with signed_in(yard) as admin:
+            token = csrf_of(admin.get("/").text)
+            for action, extra in (("follow-up", {"prompt": "hijack"}), ("cancel", {})):
+                answer = admin.post(f"/tasks/{run_id}/{action}", data={"csrf": token, **extra})
+                assert answer.status_code == 403, (action, answer.status_code)
+            keys = admin.get("/settings").text
+            assert "bob&#39;s key" not in keys and "bob's key" not in keys
+        assert len(bob.get("/api/v1/tasks").json()["tasks"]) == 1
+
+
 def test_the_files_browser_is_read_only_and_stays_in_the_workspace(
     yard: InProcessServer, api: httpx.Client
 ) -> None:

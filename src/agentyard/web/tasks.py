@@ -31,6 +31,8 @@ AGENT_ROWS = 5
 """Agent rows of the new-task form: two or more chosen make a multi-agent task."""
 STATUSES = [s.value for s in RunStatus]
 RECONNECT_MS = 1000
+MAX_FILE_SHOWN = 1_048_576
+"""A larger file is refused on the page (the API's files endpoints serve it)."""
 
 
 def agents_of(app: Agentyard) -> list[dict[str, Any]]:
@@ -290,12 +292,15 @@ async def files_page(
     run, root = await _workspace(request, user, run_id)
     if len(path) > 4096:
         raise InvalidInput("path is too long")
-    target = await asyncio.to_thread(files.resolve, root, path)
     context: dict[str, Any] = {"run": run, "path": path.strip("/"), "entries": None, "file": None}
-    if target.is_dir() or not path:
-        context["entries"] = await asyncio.to_thread(files.list_files, root, path)
-    else:
-        context["file"] = await asyncio.to_thread(files.read_file, root, path, 1_048_576)
+    try:
+        target = await asyncio.to_thread(files.resolve, root, path)
+        if not path or await asyncio.to_thread(target.is_dir):
+            context["entries"] = await asyncio.to_thread(files.list_files, root, path)
+        else:
+            context["file"] = await asyncio.to_thread(files.read_file, root, path, MAX_FILE_SHOWN)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read that in the workspace: {exc.strerror or exc}") from None
     parts = [p for p in context["path"].split("/") if p]
     context["crumbs"] = [("/".join(parts[: i + 1]), name) for i, name in enumerate(parts)]
     return page(request, "files.html", **context)
