@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from agentyard.settings import Settings
 from agentyard.testing.faults import TcpProxy
-from agentyard.testing.harness import API_KEY, wait_status
+from agentyard.testing.harness import API_KEY
 from agentyard.testing.inprocess import InProcessServer
 from agentyard.testing.scripted_model import ScriptedModelServer
 
@@ -369,7 +369,9 @@ def test_the_page_keeps_up_with_a_run_streaming_thousands_of_events(
     sign_in(page)
     start_task(page, "flood", ("command", "flood"))
     run_id = run_id_of(page)
-    wait_status(api, run_id, {"running"})
+    first_block = page.locator(".conversation .text.live").first
+    expect(first_block).to_contain_text("1")
+    block = first_block.element_handle()
     total = 0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -382,6 +384,8 @@ def test_the_page_keeps_up_with_a_run_streaming_thousands_of_events(
     expect(page.locator("[data-role=count]")).to_have_text(str(total), timeout=30_000)
     live = page.locator(".conversation .text.live")
     assert live.count() == 1
+    # The block seen at the start is the one still on the page: appended to, not redrawn.
+    assert block.evaluate("e => e.isConnected && e.textContent.length > 20000")
     assert live.evaluate("e => e.textContent").endswith(f"\n{FLOOD_LINES - 1}\n{FLOOD_LINES}\n")
     # Still responsive: the Cancel button works at once.
     page.get_by_role("button", name="Cancel").click()
