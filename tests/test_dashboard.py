@@ -68,6 +68,7 @@ COMMANDS = {
     "alpha": {"argv": ["sh", "-c", "sleep 1; echo alpha speaks; printf 'a\\nb\\n' > shared.txt"]},
     "beta": {"argv": ["sh", "-c", "sleep 1; echo beta speaks; printf 'a\\nc\\n' > shared.txt"]},
     "flood": {"argv": ["sh", "-c", f"seq 1 {FLOOD_LINES}; sleep 120"]},
+    "wait": {"argv": ["sh", "-c", "echo waiting; sleep 120"]},
     "drip": {
         "argv": [
             "sh",
@@ -418,3 +419,26 @@ def test_the_live_view_resumes_after_a_dropped_connection(
         context.close()
     # The reconnection itself logs a console error ("net::ERR_..."): only script errors count.
     assert [e for e in errors if "ERR_" not in e] == []
+
+
+def test_the_tasks_list_follows_its_runs_and_filters_by_status(
+    page: Page, api: httpx.Client
+) -> None:
+    sign_in(page)
+    created = api.post(
+        "/api/v1/tasks", json={"prompt": "a list entry", "agent": "command", "model": "wait"}
+    )
+    run_id = created.json()["runId"]
+    page.goto("/")
+    row = page.locator(f"li.task[data-run='{run_id}']")
+    expect(row.locator(".badge")).to_have_text(re.compile("queued|running"))
+    expect(row).to_contain_text("a list entry")
+    expect(row).to_contain_text("command · wait")
+    assert api.patch(f"/api/v1/tasks/{run_id}", json={"action": "cancel"}).status_code == 200
+    expect(row.locator(".badge")).to_have_text("cancelled")  # the list refreshes itself
+    page.get_by_label("Status").select_option("completed")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(f"li.task[data-run='{run_id}']")).to_have_count(0)
+    page.get_by_label("Status").select_option("cancelled")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(f"li.task[data-run='{run_id}']")).to_have_count(1)
