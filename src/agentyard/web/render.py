@@ -27,7 +27,9 @@ from agentyard.core.clock import iso, utcnow
 from agentyard.core.diffs import split_by_file
 from agentyard.core.events import Event
 
-_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+# A newline is a line break: agents (and command output) mean it so.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
+_MARKDOWN.enable("table")
 MAX_DIFF_LINES = 3000
 """Lines of one file's diff shown; the rest is summarised (the API has it all)."""
 MAX_TOOL_TEXT = 20_000
