@@ -11,8 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from agentyard.api import sse
+from agentyard.api import sse, views
 from agentyard.api.body import optional_str, prompt_of
+from agentyard.core.clock import utcnow
 from agentyard.core.errors import AgentyardError, InvalidInput, NotFound
 from agentyard.core.models import Chat, Message, Run
 from agentyard.core.progress import estimate_progress
@@ -36,19 +37,7 @@ MAX_FILE_SHOWN = 1_048_576
 
 
 def agents_of(app: Agentyard) -> list[dict[str, Any]]:
-    """The runtimes as ``/api/v1/agents`` lists them."""
-    out = []
-    for name, runtime in app.runtimes.items():
-        state = runtime.availability()
-        out.append(
-            {
-                "agent": name,
-                "configured": state.configured,
-                "detail": state.detail,
-                "defaultModel": state.default_model,
-            }
-        )
-    return out
+    return views.agents(app.runtimes)
 
 
 def _status_filter(status: str | None) -> RunStatus | None:
@@ -175,8 +164,6 @@ def _split(messages: list[Message], run: Run) -> dict[str, Any]:
 
 
 def run_context(app: Agentyard, run: Run, chat: Chat | None = None) -> dict[str, Any]:
-    from agentyard.core.clock import utcnow
-
     return {
         "run": run,
         "chat": chat,
