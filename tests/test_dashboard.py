@@ -442,3 +442,21 @@ def test_the_tasks_list_follows_its_runs_and_filters_by_status(
     page.get_by_label("Status").select_option("cancelled")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator(f"li.task[data-run='{run_id}']")).to_have_count(1)
+
+
+def test_a_runs_diff_unified_or_side_by_side_and_its_files(page: Page) -> None:
+    sign_in(page)
+    start_task(page, "write the shared file", ("command", "alpha"))
+    expect(page.locator("[data-role=status]")).to_have_text("completed")
+    diff = page.locator(".diff")
+    expect(diff.locator("details.difffile summary")).to_contain_text("shared.txt")
+    expect(diff.locator("table.difftable.unified td.code.add")).to_have_text(["a", "b"])
+    page.get_by_role("button", name="Side by side").click()
+    expect(page.locator("table.difftable.split td.code.add")).to_have_text(["a", "b"])
+    expect(page.get_by_role("button", name="Side by side")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    page.get_by_role("link", name="Browse files").click()
+    page.get_by_role("link", name="shared.txt").click()
+    expect(page.locator("pre.file")).to_have_text("a\nb\n")
+    expect(page.get_by_role("textbox")).to_have_count(0)  # read-only: nothing to edit

@@ -133,7 +133,8 @@ def github() -> Iterator[FakeGitHub]:
 
 @pytest.fixture(scope="module")
 def yard(tmp_path_factory: pytest.TempPathFactory, github: FakeGitHub) -> Iterator[InProcessServer]:
-    commands = {"write": {"argv": ["sh", "-c", "echo wrote; echo hi > note.txt"]}}
+    script = "echo wrote; echo hi > note.txt; echo '<script>alert(1)</script>' > page.html"
+    commands = {"write": {"argv": ["sh", "-c", script]}}
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("yard"),
         api_key=API_KEY,
@@ -261,6 +262,9 @@ def test_the_files_browser_is_read_only_and_stays_in_the_workspace(
         assert listing.status_code == 200 and "note.txt" in listing.text
         content = browser.get(f"/tasks/{run_id}/files", params={"path": "note.txt"})
         assert content.status_code == 200 and "hi" in content.text
+        hostile = browser.get(f"/tasks/{run_id}/files", params={"path": "page.html"}).text
+        assert "<script>alert" not in hostile and "&lt;" in hostile
+        assert "<script>alert" not in browser.get(f"/ui/tasks/{run_id}/diff").text
         for path in ("../../../etc/passwd", "/etc/passwd", ".git/config", "a\x00b"):
             answer = browser.get(f"/tasks/{run_id}/files", params={"path": path})
             assert answer.status_code in (400, 404), (path, answer.status_code)

@@ -220,6 +220,11 @@ def highlight(path: str, text: str) -> Markup:
     return Markup("").join(out)
 
 
+def highlight_file(path: str, text: str) -> Markup:
+    """A whole file, syntax-coloured line by line (lines stay lines, whatever the lexer)."""
+    return Markup("\n").join(highlight(path, line) for line in text.split("\n"))
+
+
 def parse_diff(diff: str) -> list[DiffFile]:
     files = []
     for path, part in split_by_file(diff).items():

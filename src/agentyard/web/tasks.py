@@ -285,7 +285,10 @@ async def files_page(
         if not path or await asyncio.to_thread(target.is_dir):
             context["entries"] = await asyncio.to_thread(files.list_files, root, path)
         else:
-            context["file"] = await asyncio.to_thread(files.read_file, root, path, MAX_FILE_SHOWN)
+            shown = await asyncio.to_thread(files.read_file, root, path, MAX_FILE_SHOWN)
+            if shown["encoding"] == "text":
+                shown["html"] = render.highlight_file(shown["path"], shown["content"])
+            context["file"] = shown
     except OSError as exc:
         raise InvalidInput(f"cannot read that in the workspace: {exc.strerror or exc}") from None
     parts = [p for p in context["path"].split("/") if p]
