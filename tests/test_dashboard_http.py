@@ -198,6 +198,32 @@ def test_a_wrong_key_gets_an_error_and_no_session(yard: InProcessServer) -> None
         assert client.get("/").status_code == 303
 
 
+def test_the_session_cookie_is_secure_over_https(yard: InProcessServer) -> None:
+    """Behind a TLS-terminating proxy on the same host (uvicorn trusts its X-Forwarded-Proto)
+    the cookies are marked Secure; over plain http they cannot be."""
+    https = {"X-Forwarded-Proto": "https"}
+    with httpx.Client(base_url=yard.url, headers=https, timeout=30) as client:
+        form = client.get("/signin")
+        assert "Secure" in form.headers["set-cookie"]
+        # The client keeps a Secure cookie off plain http: hand it over as the proxy would.
+        cookie = f"ay_csrf={form.cookies['ay_csrf']}"
+        answer = client.post(
+            "/signin",
+            data={"csrf": csrf_of(form.text), "apiKey": API_KEY},
+            headers={"Cookie": cookie},
+        )
+        cookies = answer.headers.get_list("set-cookie")
+        session = next(c for c in cookies if c.startswith("ay_session="))
+        assert "Secure" in session and "HttpOnly" in session and "SameSite=strict" in session
+    with httpx.Client(base_url=yard.url, timeout=30) as client:
+        token = csrf_of(client.get("/signin").text)
+        answer = client.post("/signin", data={"csrf": token, "apiKey": API_KEY})
+        session = next(
+            c for c in answer.headers.get_list("set-cookie") if c.startswith("ay_session=")
+        )
+        assert "Secure" not in session
+
+
 def test_a_signed_out_cookie_replayed_is_refused(yard: InProcessServer) -> None:
     with signed_in(yard) as browser:
         cookie = browser.cookies["ay_session"]
