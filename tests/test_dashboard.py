@@ -249,6 +249,8 @@ def test_a_follow_up_continues_the_chat(page: Page, api: httpx.Client) -> None:
     expect(page).not_to_have_url(f"/tasks/{first}")
     second = run_id_of(page)
     expect(page.locator(".panel .conversation")).to_contain_text("answer: second question")
+    expect(page.locator("[data-role=status]")).to_have_text("completed")
+    expect(page.locator("h1.title")).to_have_text("first question")  # the chat's start
     # The chat's earlier run is above.
     expect(page.locator(".earlier")).to_contain_text("answer: first question")
     assert api.get(f"/api/v1/tasks/{second}").json()["previousRunId"] == first

@@ -163,6 +163,14 @@ def _split(messages: list[Message], run: Run) -> dict[str, Any]:
     return {"earlier": earlier, "later": later}
 
 
+def _first_prompt(messages: list[Message]) -> str | None:
+    """What the chat began with: its title when it has none."""
+    for m in messages:
+        if m.role == "user":
+            return next((str(p["text"]) for p in m.parts if p.get("type") == "text"), None)
+    return None
+
+
 def run_context(app: Agentyard, run: Run, chat: Chat | None = None) -> dict[str, Any]:
     return {
         "run": run,
@@ -191,7 +199,7 @@ async def _task_context(request: Request, user: Viewer, run_id: str) -> dict[str
         **run_context(app, view.run, view.chat),
         **split,
         "items": await conversation_of(app, view.run) if terminal else [],
-        "title": view.chat.title or view.run.prompt,
+        "title": view.chat.title or _first_prompt(view.messages) or view.run.prompt,
         # Only the chat's latest run continues (the service enforces it; this hides the form).
         "can_follow_up": terminal and not split["later"],
     }
