@@ -69,6 +69,7 @@ COMMANDS = {
     "beta": {"argv": ["sh", "-c", "sleep 1; echo beta speaks; printf 'a\\nc\\n' > shared.txt"]},
     "flood": {"argv": ["sh", "-c", f"seq 1 {FLOOD_LINES}; sleep 120"]},
     "wait": {"argv": ["sh", "-c", "echo waiting; sleep 120"]},
+    "say": {"argv": ["sh", "-c", 'echo "$AGENTYARD_PROMPT"; sleep 120']},
     "drip": {
         "argv": [
             "sh",
@@ -462,3 +463,26 @@ def test_a_runs_diff_unified_or_side_by_side_and_its_files(page: Page) -> None:
     page.get_by_role("link", name="shared.txt").click()
     expect(page.locator("pre.file")).to_have_text("a\nb\n")
     expect(page.get_by_role("textbox")).to_have_count(0)  # read-only: nothing to edit
+
+
+def test_hostile_agent_text_stays_text_live_and_finished(page: Page) -> None:
+    """Agent output with HTML in it is shown as text while it streams and once rendered as
+    markdown: no element from it, no script run."""
+    sign_in(page)
+    hostile = (
+        "<img src=x onerror=\"document.title='owned'\"> <script>document.title='owned'</script>"
+    )
+    start_task(page, hostile, ("command", "say"))
+    conversation = page.locator(".panel .conversation")
+    for state in ("live", "finished"):
+        expect(conversation).to_contain_text("<img src=x")
+        assert conversation.locator("img, script").count() == 0, state
+        assert page.title() != "owned", state
+        if state == "live":
+            expect(page.locator("[data-role=status]")).to_have_text("running")
+            page.get_by_role("button", name="Cancel").click()
+            expect(page.locator("[data-role=status]")).to_have_text("cancelled")
+    page.goto("/")
+    expect(page.locator("#rows")).to_contain_text("<img src=x")
+    assert page.locator("#rows img, #rows script").count() == 0
+    assert page.title() != "owned"

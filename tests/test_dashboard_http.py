@@ -99,6 +99,27 @@ def test_agent_markdown_cannot_inject_html_or_script_links() -> None:
     assert '<a href="https://example.com">ok</a>' in html and "<strong>bold</strong>" in html
 
 
+def test_a_finished_runs_conversation_keeps_text_reasoning_and_tools_in_order() -> None:
+    events = [
+        {"type": "start"},
+        {"type": "reasoning-start", "id": "r"},
+        {"type": "reasoning-delta", "id": "r", "delta": "think"},
+        {"type": "text-start", "id": "t"},
+        {"type": "text-delta", "id": "t", "delta": "Hel"},
+        {"type": "text-delta", "id": "t", "delta": "lo"},
+        {"type": "tool-call-start", "toolCallId": "c", "toolName": "Bash"},
+        {"type": "tool-input-available", "toolCallId": "c", "input": {"command": "ls"}},
+        {"type": "tool-output-available", "toolCallId": "c", "output": {"output": "a.txt"}},
+        {"type": "text-start", "id": "empty"},
+        {"type": "finish"},
+    ]
+    assert render.conversation(events) == [
+        {"kind": "reasoning", "text": "think"},
+        {"kind": "text", "text": "Hello"},
+        {"kind": "tool", "name": "Bash", "input": {"command": "ls"}, "output": {"output": "a.txt"}},
+    ]
+
+
 def test_a_diff_is_parsed_with_line_numbers_and_side_by_side_rows() -> None:
     diff = (
         "diff --git a/app.py b/app.py\n--- a/app.py\n+++ b/app.py\n"
