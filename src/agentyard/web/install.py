@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -49,11 +50,22 @@ class DashboardHeaders:
         await self.app(scope, receive, with_headers)
 
 
+def asset_urls() -> dict[str, str]:
+    """``/static/<name>?v=<digest>``: a browser never keeps an old script for a new page."""
+    return {
+        path.name: f"/static/{path.name}?v={hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+        for path in STATIC.iterdir()
+        if path.is_file()
+    }
+
+
 def install(app: FastAPI, yard: Agentyard) -> None:
     app.state.web_sessions = Sessions(
         yard.git.box.derive("dashboard-session"), yard.settings.session_hours * 3600
     )
-    app.state.web_templates = render.environment()
+    templates = render.environment()
+    templates.globals["assets"] = asset_urls()
+    app.state.web_templates = templates
     app.include_router(account.router)
     app.include_router(tasks.router)
     app.include_router(groups.router)
