@@ -65,8 +65,9 @@ SCRIPT: dict[str, Any] = {
 
 COMMANDS = {
     "echo": {"argv": ["sh", "-c", 'echo "answer: $AGENTYARD_PROMPT"']},
-    "alpha": {"argv": ["sh", "-c", "sleep 1; echo alpha speaks; printf 'a\\nb\\n' > shared.txt"]},
-    "beta": {"argv": ["sh", "-c", "sleep 1; echo beta speaks; printf 'a\\nc\\n' > shared.txt"]},
+    # Each speaks, then works a little: the columns are live while they run.
+    "alpha": {"argv": ["sh", "-c", "echo alpha speaks; sleep 2; printf 'a\\nb\\n' > shared.txt"]},
+    "beta": {"argv": ["sh", "-c", "echo beta speaks; sleep 2; printf 'a\\nc\\n' > shared.txt"]},
     "flood": {"argv": ["sh", "-c", f"seq 1 {FLOOD_LINES}; sleep 120"]},
     "wait": {"argv": ["sh", "-c", "echo waiting; sleep 120"]},
     "say": {"argv": ["sh", "-c", 'echo "$AGENTYARD_PROMPT"; sleep 120']},
@@ -264,8 +265,10 @@ def test_two_agents_side_by_side_and_select_the_winner(page: Page, api: httpx.Cl
     group_id = run_id_of(page)
     columns = page.locator("article.column")
     expect(columns).to_have_count(2)
-    expect(columns.nth(0)).to_contain_text("alpha speaks")
-    expect(columns.nth(1)).to_contain_text("beta speaks")
+    # Both live at once, on the group's one stream.
+    for i, name in enumerate(("alpha", "beta")):
+        expect(columns.nth(i).locator(".conversation .text")).to_contain_text(f"{name} speaks")
+        expect(columns.nth(i).locator("[data-role=status]")).to_have_text("running")
     for i in range(2):
         expect(columns.nth(i).locator("[data-role=status]")).to_have_text("completed")
     expect(page.locator("#compare table.compare")).to_contain_text("shared.txt")

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -344,6 +345,55 @@ def test_settings_connect_github_without_ever_showing_the_token(
         gone = browser.post("/settings/github/disconnect", data={"csrf": token})
         assert gone.status_code == 303
         assert api.get("/api/v1/git/config").json()["connected"] is False
+
+
+def group_frames(
+    client: httpx.Client, path: str, last_id: str | None = None
+) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+    """A group stream read to its end: its status and (id, data) frames."""
+    headers = {"Last-Event-ID": last_id} if last_id is not None else {}
+    frames = []
+    with client.stream("GET", path, headers=headers, timeout=30) as response:
+        if response.status_code != 200:
+            return response.status_code, []
+        event_id = ""
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                frames.append((event_id, json.loads(line[6:])))
+    return 200, frames
+
+
+def test_a_groups_runs_stream_on_one_connection_and_resume_each(
+    yard: InProcessServer, api: httpx.Client
+) -> None:
+    created = api.post(
+        "/api/v1/tasks",
+        json={"prompt": "both", "selectedAgents": [{"agent": "command"}, {"agent": "command"}]},
+    ).json()
+    group_id, runs = created["groupId"], [r["runId"] for r in created["runs"]]
+    for run_id in runs:
+        wait_status(api, run_id, {"completed", "failed"})
+    totals = [len(api.get(f"/api/v1/tasks/{r}/logs").json()["events"]) for r in runs]
+    with signed_in(yard) as browser:
+        path = f"/ui/groups/{group_id}/stream"
+        status, frames = group_frames(browser, path)
+        assert status == 200
+        assert [data["event"]["type"] for _, data in frames].count("finish") == 2
+        assert [sum(1 for _, d in frames if d["run"] == i) for i in (0, 1)] == totals
+        assert frames[-1][0] == f"{totals[0]}.{totals[1]}"  # every run's last seq
+        # Resume: run 0 after its second event, run 1 from its end.
+        status, frames = group_frames(browser, path, f"2.{totals[1]}")
+        assert status == 200 and {d["run"] for _, d in frames} == {0}
+        assert len(frames) == totals[0] - 2
+        status, _ = group_frames(browser, path, f"{totals[0]}.{totals[1]}")
+        assert status == 204
+        for bad in ("1", "a.b", "1.2.3", "-1.0", f"{2**31}.0"):
+            assert browser.get(path, headers={"Last-Event-ID": bad}).status_code == 400
+    # The stream's frames are only for the group's owner.
+    with httpx.Client(base_url=yard.url, timeout=30) as stranger:
+        assert stranger.get(path).status_code == 401
 
 
 def test_the_templates_and_assets_are_in_the_package() -> None:

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
+from agentyard.api import sse
 from agentyard.core.errors import InvalidInput
+from agentyard.core.models import StoredEvent
 from agentyard.groups import GroupView
 from agentyard.server import Agentyard
 from agentyard.web import render
 from agentyard.web.common import PageRoute, Viewer, form_of, page, redirect, viewer, yard
-from agentyard.web.tasks import conversation_of, run_context
+from agentyard.web.tasks import RECONNECT_MS, conversation_of, run_context
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
 async def _columns(app: Agentyard, view: GroupView) -> list[dict[str, Any]]:
     columns = []
-    for run in view.runs:
+    for index, run in enumerate(view.runs):
         column = run_context(app, run)
+        column["index"] = index  # its place in the group's stream
         column["items"] = [] if column["active"] else await conversation_of(app, run)
         columns.append(column)
     return columns
@@ -65,6 +70,74 @@ async def group_column(
         col=column,
         items=column["items"],
     )
+
+
+def _resume_points(request: Request, count: int) -> list[int]:
+    """Where each run's events resume: ``Last-Event-ID`` is their seqs joined by dots."""
+    header = (request.headers.get("last-event-id") or "").strip()
+    if not header:
+        return [0] * count
+    parts = header.split(".")
+    if len(parts) != count or not all(p.isdigit() and len(p) <= 10 for p in parts):
+        raise InvalidInput(f"Last-Event-ID must be {count} event ids joined by dots")
+    points = [int(p) for p in parts]
+    if any(p > sse.MAX_SEQ for p in points):
+        raise InvalidInput(f"event ids must be at most {sse.MAX_SEQ}")
+    return points
+
+
+@router.get("/ui/groups/{group_id}/stream")
+async def group_stream(group_id: str, request: Request, user: Viewer = Depends(viewer)) -> Response:
+    """Every run of the group on one connection (a browser opens only six per server): each
+    frame carries the run's index; its id is every run's last seq, so a reconnection
+    resumes each run where it was."""
+    app = yard(request)
+    view = await app.groups.get(user.user_id, group_id)
+    seqs = _resume_points(request, len(view.runs))
+    pending = [
+        (i, run)
+        for i, run in enumerate(view.runs)
+        if not (run.status.terminal and seqs[i] >= run.event_seq)
+    ]
+    if not pending:
+        return Response(status_code=204)  # everything shown: the browser stops reconnecting
+    keepalive = app.settings.keepalive_seconds
+
+    async def body() -> AsyncIterator[str]:
+        yield f"retry: {RECONNECT_MS}\n\n"
+        # (run index, event or None for a keep-alive tick, whether that run's events ended)
+        queue: asyncio.Queue[tuple[int, StoredEvent | None, bool]] = asyncio.Queue(1000)
+
+        async def pump(i: int, run_id: str) -> None:
+            try:
+                async for item in app.service.follow(run_id, seqs[i], keepalive):
+                    await queue.put((i, item, False))
+            finally:
+                await queue.put((i, None, True))
+
+        tasks = [asyncio.create_task(pump(i, run.run_id)) for i, run in pending]
+        open_runs = len(tasks)
+        loop = asyncio.get_running_loop()
+        last_tick = 0.0
+        try:
+            while open_runs:
+                i, item, ended = await queue.get()
+                if ended:
+                    open_runs -= 1
+                elif item is None:
+                    if loop.time() - last_tick >= keepalive / 2:  # one per round, not per run
+                        last_tick = loop.time()
+                        yield ": keep-alive\n\n"
+                else:
+                    seqs[i] = item.seq
+                    ids = ".".join(str(n) for n in seqs)
+                    yield f'id: {ids}\ndata: {{"run":{i},"event":{item.json}}}\n\n'
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=sse.HEADERS)
 
 
 @router.get("/ui/groups/{group_id}/compare")

@@ -87,9 +87,7 @@
     }
   }
 
-  function live(conv) {
-    if (conv.dataset.started) return;
-    conv.dataset.started = "1";
+  function runView(conv, onFinish) {
     var root = conv.closest("[data-live]") || conv.parentNode;
     var countEl = root.querySelector("[data-role=count]");
     var elapsedEl = root.querySelector("[data-role=elapsed]");
@@ -98,8 +96,7 @@
     var tools = {};
     var lastSeq = 0;
     var flushPending = false;
-    var finished = false;
-    var source = new EventSource(conv.dataset.stream);
+    var view = { finished: false };
 
     function flush() {
       flushPending = false;
@@ -195,34 +192,70 @@
           conv.appendChild(el("p", "error", e.errorText || "error"));
           break;
         case "finish":
-          finished = true;
+          view.finished = true;
           setStatus(root, e.status || "completed");
-          source.close();
-          refresh(conv);
+          onFinish();
           break;
         default:
           break;
       }
     }
 
-    source.onmessage = function (message) {
-      var seq = parseInt(message.lastEventId, 10);
+    view.show = function (seq, data) {
       if (!isNaN(seq)) lastSeq = seq;
-      var data;
-      try { data = JSON.parse(message.data); } catch (err) { return; }
       handle(data);
       if (!flushPending) {
         flushPending = true;
         window.setTimeout(flush, 50);
       }
     };
+    return view;
+  }
+
+  function parse(text) {
+    try { return JSON.parse(text); } catch (err) { return null; }
+  }
+
+  function live(conv) {
+    // One run: its own stream.
+    if (conv.dataset.started) return;
+    conv.dataset.started = "1";
+    var source = new EventSource(conv.dataset.stream);
+    var view = runView(conv, function () { source.close(); refresh(conv); });
+    source.onmessage = function (message) {
+      var data = parse(message.data);
+      if (data) view.show(parseInt(message.lastEventId, 10), data);
+    };
     source.onerror = function () {
       // The browser reconnects by itself, sending Last-Event-ID: the stream resumes after
       // the last event shown. Closed for good (204: the run is over): show the final state.
-      if (source.readyState === EventSource.CLOSED && !finished) {
-        finished = true;
+      if (source.readyState === EventSource.CLOSED && !view.finished) {
+        view.finished = true;
         refresh(conv);
       }
+    };
+  }
+
+  function liveGroup(box) {
+    // A multi-agent task: every run on one stream (browsers open only six connections to a
+    // server); each frame names its run's column, its id holds every run's last seq.
+    if (box.dataset.started) return;
+    box.dataset.started = "1";
+    var source = new EventSource(box.dataset.groupStream);
+    source.onmessage = function (message) {
+      var data = parse(message.data);
+      if (!data) return;
+      var conv = box.querySelector('.conversation[data-index="' + data.run + '"]');
+      if (!conv) return; // that column shows its final state already
+      if (!conv.runView) conv.runView = runView(conv, function () { refresh(conv); });
+      var seqs = message.lastEventId.split(".");
+      conv.runView.show(parseInt(seqs[data.run], 10), data.event);
+    };
+    source.onerror = function () {
+      if (source.readyState !== EventSource.CLOSED) return;
+      box.querySelectorAll(".conversation[data-index]").forEach(function (conv) {
+        refresh(conv);
+      });
     };
   }
 
@@ -277,6 +310,7 @@
   function start(scope) {
     (scope || document).querySelectorAll(".conversation[data-stream]").forEach(live);
     if (scope && scope.matches && scope.matches(".conversation[data-stream]")) live(scope);
+    (scope || document).querySelectorAll("[data-group-stream]").forEach(liveGroup);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
