@@ -128,7 +128,9 @@ def page(browser: Browser, yard: InProcessServer, tmp_path: Path) -> Iterator[Pa
     tab = context.new_page()
     errors = console_errors(tab)
     yield tab
-    tab.screenshot(path=str(tmp_path / "final.png"), full_page=True)
+    # The whole page, unless it is thousands of lines long (that would take seconds).
+    whole = tab.evaluate("document.documentElement.scrollHeight") < 5000
+    tab.screenshot(path=str(tmp_path / "final.png"), full_page=whole)
     context.close()
     assert not errors, errors
 
