@@ -38,6 +38,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 FLOOD_LINES = 5000
+SIGN_IN_PAGE = re.compile(r"/signin(\?next=.*)?$")
 
 SCRIPT: dict[str, Any] = {
     "scenarios": [
@@ -161,7 +162,7 @@ def console_errors(tab: Page) -> list[str]:
 
 def sign_in(page: Page, key: str = API_KEY) -> None:
     page.goto("/")
-    expect(page).to_have_url("/signin")
+    expect(page).to_have_url(SIGN_IN_PAGE)
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="New task")).to_be_visible()
@@ -331,12 +332,28 @@ def test_another_users_run_is_not_reachable(
     assert page.request.get("/api/v1/tasks").status == 401
 
 
+def test_signing_in_goes_back_to_the_page_asked_for(page: Page) -> None:
+    page.goto("/settings")
+    expect(page).to_have_url(re.compile(r"/signin\?next=%2Fsettings$"))
+    page.get_by_label("API key").fill(API_KEY)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url("/settings")
+    page.context.clear_cookies()
+    for elsewhere in ("//example.com/x", "https://example.com/", "/\\example.com"):
+        page.goto(f"/signin?next={elsewhere}")
+        page.get_by_label("API key").fill(API_KEY)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="New task")).to_be_visible()
+        expect(page).to_have_url(re.compile(r"^http://127\.0\.0\.1:\d+/$"))  # not elsewhere
+        page.context.clear_cookies()
+
+
 def test_sign_out_ends_the_session_and_a_revoked_key_too(page: Page, yard: InProcessServer) -> None:
     sign_in(page)
     page.get_by_role("button", name="Sign out").click()
-    expect(page).to_have_url("/signin")
+    expect(page).to_have_url(SIGN_IN_PAGE)
     page.goto("/settings")
-    expect(page).to_have_url("/signin")
+    expect(page).to_have_url(SIGN_IN_PAGE)
     assert page.request.get("/ui/tasks/rows").status == 401
 
     # A key made on the settings page signs in; revoking it ends that session.
@@ -350,9 +367,9 @@ def test_sign_out_ends_the_session_and_a_revoked_key_too(page: Page, yard: InPro
     sign_in(page, secret)
     page.goto("/settings")
     page.get_by_role("button", name="Revoke key phone").click()
-    expect(page).to_have_url("/signin")
+    expect(page).to_have_url(SIGN_IN_PAGE)
     page.goto("/")
-    expect(page).to_have_url("/signin")
+    expect(page).to_have_url(SIGN_IN_PAGE)
 
 
 def test_a_form_post_without_the_csrf_token_is_refused(

@@ -11,6 +11,7 @@ from agentyard.web.common import (
     PageRoute,
     Viewer,
     form_of,
+    local_target,
     page,
     redirect,
     sessions,
@@ -26,25 +27,28 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
 @router.get(SIGN_IN)
-async def sign_in_page(request: Request) -> Response:
+async def sign_in_page(request: Request, next: str | None = None) -> Response:
+    target = local_target(next)
     if await signed_in(request) is not None:
-        return redirect("/")
-    return page(request, "signin.html")
+        return redirect(target or "/")
+    return page(request, "signin.html", next=target)
 
 
 @router.post(SIGN_IN)
 async def sign_in(request: Request) -> Response:
     data = await form_of(request)
     holder = await yard(request).keys.identify(data.get("apiKey", "")[:500])
+    target = local_target(data.get("next"))
     if holder is None:
         return page(
             request,
             "signin.html",
             401,
             error="That API key is not valid, or it has been revoked.",
+            next=target,
         )
     jar = sessions(request)
-    response = redirect("/")
+    response = redirect(target or "/")
     set_cookie(
         response,
         request,

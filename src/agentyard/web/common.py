@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -96,6 +97,16 @@ def page(request: Request, template: str, code: int = 200, **context: Any) -> HT
     return response
 
 
+def local_target(value: str | None) -> str | None:
+    """``value`` if it is a path on this site to go back to after signing in, else None
+    (never another site: ``//host`` and backslashes are refused)."""
+    if not value or len(value) > 2000 or not value.startswith("/"):
+        return None
+    if value.startswith(("//", "/\\")) or "\\" in value or not value.isprintable():
+        return None
+    return None if value.startswith(SIGN_IN) else value
+
+
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
@@ -134,7 +145,9 @@ class PageRoute(APIRoute):
                 return await handler(request)
             except SignInNeeded:
                 if request.method == "GET" and not request.url.path.startswith("/ui/"):
-                    return redirect(SIGN_IN)
+                    query = request.url.query
+                    target = request.url.path + (f"?{query}" if query else "")
+                    return redirect(f"{SIGN_IN}?next={quote(target, safe='')}")
                 return HTMLResponse("Sign in again.", status_code=401)
             except AgentyardError as exc:
                 status = next((c for cls, c in STATUS.items() if isinstance(exc, cls)), 500)
