@@ -8,7 +8,7 @@ GEMINI_CLI_VERSION := 0.61.0
 NODE_DIR := $(VENV)/node
 GEMINI_STAMP := $(NODE_DIR)/.gemini-cli-$(GEMINI_CLI_VERSION)
 
-.PHONY: install sandbox gemini serve test lint typecheck unit bench clean
+.PHONY: install sandbox browser gemini serve test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
 
-install: $(STAMP) sandbox gemini
+install: $(STAMP) sandbox browser gemini
 
 # The gemini agent (ACP): @google/gemini-cli installed with npm into the virtualenv (never
 # globally; the sandbox sees the virtualenv read-only), when Node.js >= 20 is present.
@@ -46,6 +46,22 @@ sandbox:
 	  else \
 	    echo "bubblewrap is not installed: agents will run unconfined until you run"; \
 	    echo "  sudo apt-get install bubblewrap   (or your system's bubblewrap package)"; \
+	  fi; \
+	}
+
+# The dashboard's browser tests drive Debian's chromium with Playwright (never a downloaded
+# browser); as root on Debian/Ubuntu it is installed here, otherwise the command is printed
+# (and those tests fail, saying so).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (dashboard browser tests)"; \
+	    (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) || \
+	    echo "could not install chromium: run 'apt-get install chromium'"; \
+	  else \
+	    echo "chromium is not installed: the dashboard's browser tests need"; \
+	    echo "  sudo apt-get install chromium"; \
 	  fi; \
 	}
 

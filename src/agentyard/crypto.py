@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ class SecretBox:
         # Any string of the operator's choice becomes a valid Fernet key.
         digest = hashlib.sha256(key_material.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
-        self._material = digest
+        self._digest = digest
 
     @classmethod
     def from_settings(cls, secret_key: str | None, data_dir: Path) -> SecretBox:
@@ -30,12 +31,13 @@ class SecretBox:
                 fh.write(Fernet.generate_key().decode())
         return cls(path.read_text().strip())
 
+    def derive(self, purpose: str) -> bytes:
+        """A key of its own for ``purpose`` (e.g. signing session cookies), from the same
+        secret: knowing one derived key reveals neither the others nor the sealing key."""
+        return hmac.new(self._digest, b"agentyard/" + purpose.encode(), hashlib.sha256).digest()
+
     def seal(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
-
-    def derive(self, purpose: str) -> bytes:
-        """A key of its own for ``purpose`` (e.g. keyed hashes), never the sealing key."""
-        return hashlib.sha256(b"agentyard:" + purpose.encode() + b"\0" + self._material).digest()
 
     def open(self, sealed: str) -> str | None:
         """The plaintext, or None when it was sealed with another key."""

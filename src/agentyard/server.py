@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from agentyard.accounts import ApiKeys
 from agentyard.connections import GitConnections, RepositoryRules
 from agentyard.core import apikeys
 from agentyard.crypto import SecretBox
@@ -176,6 +177,8 @@ class Agentyard:
             webhook_urls=webhook_urls,
         )
         self.groups = Groups(self.service, self.git)
+        env_key = settings.api_key.get_secret_value() if settings.api_key else None
+        self.keys = ApiKeys(self.store, env_key, ADMIN_USER)
 
     async def _redelivered(self, delivery: dict[str, Any]) -> None:
         """A delivery made due again: wake whoever delivers it."""

@@ -126,6 +126,8 @@ class Settings(BaseSettings):
 
     secret_key: SecretStr | None = None
     """Encrypts stored GitHub tokens; default: a key generated once in the data dir."""
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    """How long a dashboard sign-in lasts (its cookie's expiry)."""
     github_api_url: str = "https://api.github.com"
     repo_hosts: list[str] = Field(default_factory=lambda: ["github.com"])
     """Hosts a ``repoUrl`` may name (JSON list); ``http://host:port`` allows plain http."""

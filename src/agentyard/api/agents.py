@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
+from agentyard.api import views
 from agentyard.api.auth import current_user, yard
 
 router = APIRouter(prefix="/api/v1")
@@ -13,15 +14,5 @@ router = APIRouter(prefix="/api/v1")
 
 @router.get("/agents")
 async def list_agents(request: Request, _: str = Depends(current_user)) -> dict[str, Any]:
-    agents = []
-    for name, runtime in yard(request).runtimes.items():
-        state = runtime.availability()
-        agents.append(
-            {
-                "agent": name,
-                "configured": state.configured,
-                "detail": state.detail,
-                "defaultModel": state.default_model,
-            }
-        )
-    return {"agents": agents, "sandbox": yard(request).sandbox.describe()}
+    app = yard(request)
+    return {"agents": views.agents(app.runtimes), "sandbox": app.sandbox.describe()}

@@ -16,6 +16,7 @@ from agentyard.api.body import BodyLimit
 from agentyard.api.headers import HeaderLimit
 from agentyard.server import Agentyard
 from agentyard.settings import Settings
+from agentyard.web import install as web
 
 
 def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
@@ -48,6 +49,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> ASGIApp:
     app.include_router(groups.router)
     app.include_router(webhooks.router)
     openapi.install(app)
+    web.install(app, yard)  # the dashboard under / (its routes stay out of the OpenAPI)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

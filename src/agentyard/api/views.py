@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -9,6 +10,7 @@ from urllib.parse import urlsplit
 from agentyard.core.clock import iso, utcnow
 from agentyard.core.models import Chat, Message, Run
 from agentyard.core.progress import estimate_progress
+from agentyard.runtimes.base import AgentRuntime
 
 
 def summary(run: Run) -> dict[str, Any]:
@@ -91,3 +93,20 @@ def status(run: Run, expected_seconds: float, now: datetime | None = None) -> di
         "startedAt": iso(run.started_at),
         "completedAt": iso(run.completed_at),
     }
+
+
+def agents(runtimes: Mapping[str, AgentRuntime]) -> list[dict[str, Any]]:
+    """The runtimes this server offers and whether each is ready (``/api/v1/agents``, and
+    the dashboard's new-task form)."""
+    out = []
+    for name, runtime in runtimes.items():
+        state = runtime.availability()
+        out.append(
+            {
+                "agent": name,
+                "configured": state.configured,
+                "detail": state.detail,
+                "defaultModel": state.default_model,
+            }
+        )
+    return out

@@ -92,6 +92,56 @@ class Store:
             ).first()
         return None if row is None else str(row.user_id)
 
+    async def key_for_hash(self, key_hash: str) -> tuple[str, str] | None:
+        """The live key with that hash as (key id, user id), or None."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.api_keys.c.key_id, t.api_keys.c.user_id).where(
+                        t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+        return None if row is None else (str(row.key_id), str(row.user_id))
+
+    async def user_for_key_id(self, key_id: str) -> str | None:
+        """The user of a key that has not been revoked, or None."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(t.api_keys.c.user_id).where(
+                        t.api_keys.c.key_id == key_id, t.api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            ).first()
+        return None if row is None else str(row.user_id)
+
+    async def list_api_keys(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's keys, oldest first, without their hashes."""
+        keys = t.api_keys
+        query = (
+            sa.select(keys.c.key_id, keys.c.name, keys.c.created_at, keys.c.revoked_at)
+            .where(keys.c.user_id == user_id)
+            .order_by(keys.c.created_at, keys.c.key_id)
+        )
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
+
+    async def revoke_api_key(self, user_id: str, key_id: str) -> bool:
+        """Revoke one live key of the user's; False when there is none such."""
+        keys = t.api_keys
+        async with self.transaction() as conn:
+            result = await conn.execute(
+                keys.update()
+                .where(
+                    keys.c.key_id == key_id,
+                    keys.c.user_id == user_id,
+                    keys.c.revoked_at.is_(None),
+                )
+                .values(revoked_at=utcnow())
+            )
+        return bool(result.rowcount)
+
     async def count_api_keys(self) -> int:
         async with self.engine.connect() as conn:
             return int(
