@@ -143,3 +143,18 @@ def test_a_bad_policy_on_continue_is_a_400_and_queues_nothing(client: httpx.Clie
     assert "acpPermission" in r.json()["error"] and '"read-only"' in r.json()["error"]
     chat = client.get(f"/api/v1/tasks/{first['runId']}").json()
     assert len(chat["messages"]) == 2  # no follow-up was added to the chat
+
+
+def test_every_run_of_a_group_gets_the_task_policy(client: httpx.Client) -> None:
+    r = client.post(
+        "/api/v1/tasks",
+        json={
+            "prompt": "edit",
+            "acpPermission": "deny",
+            "selectedAgents": [{"agent": "fake"}, {"agent": "fake"}],
+        },
+    )
+    assert r.status_code == 200, r.text
+    for run in r.json()["runs"]:
+        [record] = decisions(client, run["runId"])
+        assert (record["policy"], record["decision"]) == ("deny", "reject")
