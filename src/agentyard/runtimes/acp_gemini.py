@@ -86,15 +86,16 @@ def keep_session_records(home: Path, session_id: str) -> list[Path]:
     projects = home / ".gemini" / "tmp"
     if projects.is_symlink() or not projects.is_dir():
         return kept
-    for project in os.scandir(projects):
-        if not project.is_dir(follow_symlinks=False):
-            continue
-        chats = Path(project.path) / "chats"
+    with os.scandir(projects) as found:
+        candidates = [Path(p.path) / "chats" for p in found if p.is_dir(follow_symlinks=False)]
+    for chats in candidates:
         if chats.is_symlink() or not chats.is_dir():
             continue
-        for entry in os.scandir(chats):
+        with os.scandir(chats) as found:
+            records = [e for e in found if e.is_file(follow_symlinks=False)]
+        for entry in records:
             match = _RECORD.fullmatch(entry.name)
-            if match is None or match[2] != short or not entry.is_file(follow_symlinks=False):
+            if match is None or match[2] != short:
                 continue
             target = chats / f"session-{match[1]}-kept-{short}.jsonl"
             if target.exists() or target.is_symlink():
