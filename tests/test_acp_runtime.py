@@ -50,7 +50,9 @@ class Harness:
         profile = CommandProfile("fake", spec)
         return AcpRuntime("fake", profile, idle_seconds=idle, permission=policy)
 
-    def spec(self, prompt: str = "go", resume: str | None = None) -> RunSpec:
+    def spec(
+        self, prompt: str = "go", resume: str | None = None, permission: Policy | None = None
+    ) -> RunSpec:
         return RunSpec(
             run_id=self.run_id,
             chat_id="chat_x",
@@ -61,6 +63,7 @@ class Harness:
             resume_session=resume,
             env={RUN_MARKER_ENV: self.run_id},
             timeout_seconds=60,
+            acp_permission=permission,
         )
 
     async def emit(self, *events: dict[str, Any]) -> None:
@@ -198,6 +201,27 @@ async def test_permission_is_chosen_by_option_kind(
     assert h.logged("permission")[0]["outcome"] == {"outcome": "selected", "optionId": expected}
     record = next(e for e in h.events if e["type"] == "data-permission")["data"]
     assert record["decision"] == wanted and record["optionId"] == expected
+
+
+@pytest.mark.parametrize(
+    ("server", "task", "wanted"), [("allow", "deny", "no"), ("deny", "workspace", "yes")]
+)
+async def test_the_task_policy_replaces_the_runtime_policy(
+    h: Harness, server: Policy, task: Policy, wanted: str
+) -> None:
+    """A run's own ``acp_permission`` answers instead of the server's (or agent's) policy."""
+    options = [
+        {"optionId": "no", "name": "No", "kind": "reject_once"},
+        {"optionId": "yes", "name": "Yes", "kind": "allow_once"},
+    ]
+    call = {"toolCallId": "p1", "title": "Edit", "kind": "edit", "locations": [{"path": "a"}]}
+    steps = [{"permission": {"toolCall": call, "options": options}}]
+    runtime = h.runtime({"turns": [{"steps": steps}]}, policy=server)
+    outcome = await h.run(runtime, permission=task)
+    assert outcome.ok, outcome.error
+    assert h.logged("permission")[0]["outcome"] == {"outcome": "selected", "optionId": wanted}
+    record = next(e for e in h.events if e["type"] == "data-permission")["data"]
+    assert record["policy"] == task and record["optionId"] == wanted
 
 
 async def test_no_option_of_the_wanted_kind_answers_cancelled(h: Harness) -> None:

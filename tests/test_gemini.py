@@ -15,7 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from agentyard.runtimes.acp_gemini import GEMINI_CLI_VERSION, GeminiProfile
+from agentyard.runtimes.acp_gemini import (
+    GEMINI_CLI_VERSION,
+    GeminiProfile,
+    keep_session_records,
+)
 from agentyard.runtimes.processes import marked_pids
 from agentyard.testing import fake_acp_agent
 from agentyard.testing.harness import ServerProcess, server_env, wait_status
@@ -191,13 +195,6 @@ def test_a_gemini_task_writes_a_file_with_text_and_tool_events(
         assert request["cwd"] == str(workspace)
 
 
-@pytest.mark.xfail(
-    reason="gemini-cli 0.61.0's session/load first re-initialises the session's record (a new "
-    "header and messages reset to the context), then finds nothing resumable: 'No previous "
-    "sessions found for this project' (seen with and without the sandbox); the run falls "
-    "back to a new session and says so in a data-acp event",
-    strict=False,
-)
 def test_continue_loads_the_session_with_the_whole_conversation(
     client: httpx.Client, model: ScriptedModelServer
 ) -> None:
@@ -220,6 +217,50 @@ def test_continue_loads_the_session_with_the_whole_conversation(
         events(client, first["runId"])[1]["sessionId"]
         == events(client, follow["runId"])[1]["sessionId"]
     )
+    # Again (within the same minute, as a rule): the whole conversation, once each.
+    model.clear_requests()
+    r = client.post(f"/api/v1/tasks/{follow['runId']}/continue", json={"prompt": "third step"})
+    third = r.json()
+    status = wait_status(client, third["runId"], {"completed", "failed"}, timeout=120)
+    assert status["status"] == "completed", status
+    notes = [e for e in events(client, third["runId"]) if e["type"] == "data-acp"]
+    assert not any("continued" in e["data"] for e in notes), notes
+    conversation = json.dumps(gemini_requests(model)[0]["body"]["contents"])
+    for said in ("write hello again", "Wrote hello.txt.", "second step", "The second answer."):
+        assert conversation.count(said) == 1, (said, conversation)
+    task = client.get(f"/api/v1/tasks/{third['runId']}").json()
+    assert task["messages"][5]["parts"] == [{"type": "text", "text": "ok"}]
+
+
+def test_a_continued_session_keeps_its_records_out_of_the_cli_naming(tmp_path: Path) -> None:
+    """Before session/load the session's records are renamed (so the CLI's fresh record of
+    the same minute cannot reset one); other sessions' records, names the CLI did not make
+    and anything planted as a link stay as they are."""
+    session = "45b54132-d93a-4997-a867-c9d29498046d"
+    chats = tmp_path / ".gemini" / "tmp" / "chat-x" / "chats"
+    chats.mkdir(parents=True)
+    mine = chats / "session-2026-12-01T12-12-45b54132.jsonl"
+    mine.write_text('{"sessionId": "x"}\n')
+    other = chats / "session-2026-12-01T12-12-cc21e60a.jsonl"
+    other.write_text("{}\n")
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text("host file\n")
+    link = chats / "session-2026-12-01T12-13-45b54132.jsonl"
+    link.symlink_to(outside)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "chats").mkdir(parents=True)
+    planted = elsewhere / "chats" / "session-2026-12-01T12-12-45b54132.jsonl"
+    planted.write_text("host file\n")
+    (tmp_path / ".gemini" / "tmp" / "linked").symlink_to(elsewhere)
+    kept = keep_session_records(tmp_path, session)
+    assert kept == [chats / "session-2026-12-01T12-12-kept-45b54132.jsonl"]
+    assert kept[0].read_text() == '{"sessionId": "x"}\n' and not mine.exists()
+    assert other.exists() and link.is_symlink() and planted.exists()
+    assert outside.read_text() == "host file\n"
+    # A later stub of the same minute is left alone (the kept record is not replaced).
+    mine.write_text("stub\n")
+    assert keep_session_records(tmp_path, session) == []
+    assert kept[0].read_text() == '{"sessionId": "x"}\n' and mine.exists()
 
 
 def test_cancel_ends_a_gemini_run_at_once(client: httpx.Client) -> None:

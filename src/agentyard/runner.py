@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from agentyard.core import details, envvars
+from agentyard.core import acp_policy, details, envvars
 from agentyard.core import events as ev
 from agentyard.core.clock import iso, utcnow
 from agentyard.core.events import Event
@@ -224,6 +224,7 @@ class Runner:
             prior_totals=previous.totals if same_runtime and previous else None,
             env={**variables, RUN_MARKER_ENV: run.run_id},
             timeout_seconds=self.timeout_seconds,
+            acp_permission=acp_policy.known(run.options.get(acp_policy.OPTION)),
         )
 
         async def emit(*events: Event) -> None:

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from agentyard.core import details, envvars, idempotency, ids
+from agentyard.core import acp_policy, details, envvars, idempotency, ids
+from agentyard.core.acp_policy import Policy
 from agentyard.core.clock import utcnow
 from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
 from agentyard.core.models import Chat, Message, Run, StoredEvent
@@ -49,6 +50,9 @@ class NewTask:
     webhook_url: str | None = None
     """The task's own webhook; ``webhook_secret`` signs it (sealed on the chat)."""
     webhook_secret: str | None = field(default=None, repr=False)
+    acp_permission: Policy | None = None
+    """``acpPermission``: how an ACP agent's permission requests are answered in this task
+    (and its follow-ups), instead of the server's policy."""
 
 
 class WebhookUrlPolicy(Protocol):
@@ -58,7 +62,10 @@ class WebhookUrlPolicy(Protocol):
 
 
 def _options(task: NewTask) -> dict[str, Any]:
-    return {"createPullRequest": True} if task.create_pull_request else {}
+    options: dict[str, Any] = {"createPullRequest": True} if task.create_pull_request else {}
+    if task.acp_permission is not None:
+        options[acp_policy.OPTION] = task.acp_permission
+    return options
 
 
 class RepoPolicy(Protocol):
@@ -83,6 +90,8 @@ class Continuation:
     max_duration: float | None = None
     """As for a new task; without it, the previous run's limit carries over."""
     max_cost_usd: float | None = None
+    acp_permission: Policy | None = None
+    """As for a new task; without it, the previous run's policy carries over."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +263,11 @@ class Service:
             raise InvalidInput("'model' requires 'agent' when continuing a task")
         previous = await self._owned_run(user_id, run_id)
         limits = self._limits(follow_up.max_duration, follow_up.max_cost_usd, previous)
+        permission = follow_up.acp_permission or acp_policy.known(
+            previous.options.get(acp_policy.OPTION)
+        )
+        if permission is not None:
+            limits[acp_policy.OPTION] = permission
         await self._check_queue_room(user_id, 1)
         chat_values = None
         if follow_up.env:

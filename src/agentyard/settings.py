@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     """After ``session/cancel``: how long the turn may take to end before the kill."""
     acp_permission: Literal["workspace", "allow", "read-only", "deny"] = "workspace"
     """How ACP permission requests are answered: ``workspace`` allows what stays in the
-    workspace, ``read-only`` only reads and searches, ``allow``/``deny`` everything."""
+    workspace, ``read-only`` only reads and searches, ``allow``/``deny`` everything. The
+    server's default: a task's ``acpPermission`` replaces it for that task's runs."""
     gemini_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("AGENTYARD_GEMINI_API_KEY", "GEMINI_API_KEY"),

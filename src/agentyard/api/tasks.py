@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from agentyard.api import sse, views
 from agentyard.api.auth import current_user, yard
 from agentyard.api.body import json_object, optional_str, prompt_of
-from agentyard.core import envvars, idempotency
+from agentyard.core import acp_policy, envvars, idempotency
 from agentyard.core import events as ev
 from agentyard.core.errors import InvalidInput
 from agentyard.core.models import Run
@@ -39,10 +39,20 @@ CREATE_FIELDS = frozenset(
         "maxDuration",
         "maxCostUsd",
         "webhookUrl",
+        acp_policy.FIELD,
     }
 )
 CONTINUE_FIELDS = frozenset(
-    {"prompt", "message", "model", "agent", envvars.FIELD, "maxDuration", "maxCostUsd"}
+    {
+        "prompt",
+        "message",
+        "model",
+        "agent",
+        envvars.FIELD,
+        "maxDuration",
+        "maxCostUsd",
+        acp_policy.FIELD,
+    }
 )
 _NOT_SUPPORTED = {
     "installDependencies": "dependencies are not installed by the server (the agent may do it)",
@@ -69,6 +79,7 @@ async def create_task(request: Request, user: str = Depends(current_user)) -> An
         env=envvars.parse(data.get(envvars.FIELD)),
         max_duration=_limit(data, "maxDuration", _MAX_DURATION),
         max_cost_usd=_limit(data, "maxCostUsd", 1e6),
+        acp_permission=acp_policy.parse(data.get(acp_policy.FIELD)),
         **_webhook(data),
     )
     service = yard(request).service
@@ -277,6 +288,7 @@ async def continue_task(run_id: str, request: Request, user: str = Depends(curre
         env=envvars.parse(data.get(envvars.FIELD)),
         max_duration=_limit(data, "maxDuration", _MAX_DURATION),
         max_cost_usd=_limit(data, "maxCostUsd", 1e6),
+        acp_permission=acp_policy.parse(data.get(acp_policy.FIELD)),
     )
     service = yard(request).service
     receipt = await _receipt(request, service, user, data, _continued)

@@ -70,6 +70,7 @@ def task(run: Run, chat: Chat, messages: list[Message]) -> dict[str, Any]:
             "workerId": run.worker_id,
             "maxDuration": run.options.get("maxDuration"),
             "maxCostUsd": run.options.get("maxCostUsd"),
+            "acpPermission": run.options.get("acpPermission"),
             "github": github(chat, run),
             "diffStats": diff_stats(run),
             "usage": run.usage,

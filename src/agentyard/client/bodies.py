@@ -22,6 +22,7 @@ class Body(BaseModel):
 
 
 EnvVars = dict[str, str] | str
+AcpPermission = Literal["workspace", "allow", "read-only", "deny"]
 
 
 class AgentChoice(Body):
@@ -85,6 +86,12 @@ class CreateTask(Body):
         max_length=2000,
         description="This task's own webhook (https); signed with `webhookSecret`.",
     )
+    acp_permission: AcpPermission | None = Field(
+        default=None,
+        description="How an ACP agent's (gemini's) permission requests are answered in this "
+        "task: `workspace` (allow what stays in the workspace), `read-only`, `allow` or `deny`; "
+        "default: the server's `AGENTYARD_ACP_PERMISSION`. Other agents ignore it.",
+    )
 
 
 class ContinueTask(Body):
@@ -104,6 +111,9 @@ class ContinueTask(Body):
     )
     max_cost_usd: float | None = Field(
         default=None, gt=0, description="As for a new task; default: the previous run's."
+    )
+    acp_permission: AcpPermission | None = Field(
+        default=None, description="As for a new task; default: the previous run's."
     )
 
 

@@ -120,6 +120,8 @@ class Task(TaskSummary):
     worker_id: str | None = None
     max_duration: float | None = None
     max_cost_usd: float | None = None
+    acp_permission: str | None = None
+    """The task's own ACP permission policy (``acpPermission``), if it chose one."""
     github: GitHubInfo | None = None
     diff_stats: DiffStats | None = None
     usage: dict[str, Any] | None = None

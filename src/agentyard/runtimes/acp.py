@@ -167,7 +167,7 @@ class AcpRuntime:
             label=self.profile.label,
             run_id=spec.env.get(RUN_MARKER_ENV),
             idle_seconds=self.idle_seconds,
-            policy=self.permission,
+            policy=spec.acp_permission or self.permission,
         )
         deadline = asyncio.timeout(spec.timeout_seconds)
         try:

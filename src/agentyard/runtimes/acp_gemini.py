@@ -10,12 +10,27 @@ asks before every tool instead of running it (its approval mode is forced to ``d
 the runtime's permission policy answers each request: tools work, decided by the policy, never
 silently downgraded. The key reaches the CLI only through its environment (``GEMINI_API_KEY``,
 in a sandbox the run's proxy token) and the model through ``GOOGLE_GEMINI_BASE_URL``.
+
+A continued chat loads the CLI's session (``session/load``). The CLI records a session in
+``~/.gemini/tmp/<project>/chats/session-<minute>-<id8>.jsonl``, and ``session/load`` first
+starts a fresh record for the same id *before* it looks the session up: in the minute the
+session began, that fresh record is the same file, whose history it resets, so the CLI finds
+nothing to resume ("No previous sessions found"). Before a continued run the session's
+records are therefore renamed out of the CLI's naming scheme (``session-<minute>-kept-<id8>
+.jsonl``, which its session listing still reads, and which the resumed chat goes on
+appending to); the fresh record then lands beside them, empty and ignored. The CLI's own
+session clean-up is off: at start-up it deletes an empty record together with every record
+of the same id prefix, which would take the chat's history with the stub that
+``session/load`` leaves. A chat's records live as long as its state directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +49,8 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_MODEL = "gemini-2.5-pro"
 NODE_MIN = 20
 _CLI = Path("node_modules") / "@google" / "gemini-cli"
+_RECORD = re.compile(r"session-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2})-([0-9A-Za-z_-]{1,8})\.jsonl")
+"""The CLI's name for a session record it starts (``session-<minute>-<id8>.jsonl``)."""
 
 
 def install_dir() -> Path:
@@ -47,10 +64,45 @@ def settings_json(model: str) -> str:
         "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": True}},
         "privacy": {"usageStatisticsEnabled": False},
         "telemetry": {"enabled": False, "logPrompts": False},
-        "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+        "general": {
+            "enableAutoUpdate": False,
+            "enableAutoUpdateNotification": False,
+            # Its clean-up at start-up deletes every record sharing an id prefix with an
+            # empty one (session/load leaves one): the chat's own history with it.
+            "sessionRetention": {"enabled": False},
+        },
         "model": {"name": model},
     }
     return json.dumps(settings, indent=2) + "\n"
+
+
+def keep_session_records(home: Path, session_id: str) -> list[Path]:
+    """Rename the session's records out of the CLI's naming scheme, so that ``session/load``
+    cannot start its fresh record in one of them (see the module's docstring); returns the
+    new paths. Nothing planted in the state directory is followed: only real directories
+    are entered and only regular files renamed (a rename moves a name, never a target)."""
+    short = session_id[:8]
+    kept: list[Path] = []
+    projects = home / ".gemini" / "tmp"
+    if projects.is_symlink() or not projects.is_dir():
+        return kept
+    with os.scandir(projects) as found:
+        candidates = [Path(p.path) / "chats" for p in found if p.is_dir(follow_symlinks=False)]
+    for chats in candidates:
+        if chats.is_symlink() or not chats.is_dir():
+            continue
+        with os.scandir(chats) as found:
+            records = [e for e in found if e.is_file(follow_symlinks=False)]
+        for entry in records:
+            match = _RECORD.fullmatch(entry.name)
+            if match is None or match[2] != short:
+                continue
+            target = chats / f"session-{match[1]}-kept-{short}.jsonl"
+            if target.exists() or target.is_symlink():
+                continue  # an earlier record of the minute was kept: this one is a stub
+            os.rename(entry.path, target)
+            kept.append(target)
+    return kept
 
 
 @functools.lru_cache(maxsize=8)
@@ -132,6 +184,10 @@ class GeminiProfile:
         home = statedir.own_dir(spec.state_dir, "gemini")
         config = statedir.own_dir(home, ".gemini")
         statedir.write_file(config, "settings.json", settings_json(model))
+        if spec.resume_session:
+            # On failure session/load says why, and the run starts a new session.
+            with contextlib.suppress(OSError):
+                keep_session_records(home, spec.resume_session)
         endpoint = spec.sandbox.endpoint(
             "gemini", self.base_url or DEFAULT_BASE_URL, self.api_key, "x-goog-api-key"
         )

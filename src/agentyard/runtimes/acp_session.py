@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import acp
 from acp.connection import StreamDirection, StreamEvent
@@ -34,6 +34,7 @@ from acp.schema import (
     ToolCallUpdate,
 )
 
+from agentyard.core.acp_policy import Policy as Policy  # re-exported for its users
 from agentyard.runtimes.acp_events import AcpMapper
 from agentyard.runtimes.processes import kill_run_processes
 
@@ -43,7 +44,6 @@ _STDERR_LINES = 20
 _CLOSE_SECONDS = 2.0
 """How long a finished agent gets to exit on stdin EOF before its group is killed."""
 
-Policy = Literal["workspace", "allow", "read-only", "deny"]
 _READ_KINDS = frozenset({"read", "search", "think"})
 
 T = TypeVar("T")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from agentyard.core.acp_policy import Policy
 from agentyard.core.events import Event
 from agentyard.sandbox.base import Confinement
 from agentyard.sandbox.none import Unconfined
@@ -36,6 +37,9 @@ class RunSpec:
     timeout_seconds: float = 3600.0
     sandbox: Confinement = field(default_factory=Unconfined)
     """Where the agent runs: the runtime starts its process through it."""
+    acp_permission: Policy | None = None
+    """The task's ``acpPermission``: how an ACP agent's permission requests are answered,
+    instead of the server's (or the agent's configured) policy; None keeps that one."""
 
 
 @dataclass
