@@ -103,17 +103,19 @@ def test_a_follow_up_keeps_the_policy_unless_it_names_one(client: httpx.Client) 
     assert kept.status_code == 200, kept.text
     [record] = decisions(client, kept.json()["runId"])
     assert (record["policy"], record["decision"]) == ("read-only", "reject")
+    # "allow" asks for more than the server's "workspace": it is held to "workspace".
     changed = client.post(
         f"/api/v1/tasks/{kept.json()['runId']}/continue",
         json={"prompt": "now do it", "acpPermission": "allow"},
     )
     assert changed.status_code == 200, changed.text
     [record] = decisions(client, changed.json()["runId"])
-    assert (record["policy"], record["decision"]) == ("allow", "allow")
-    # ... and that run's follow-up keeps "allow".
+    assert (record["policy"], record["decision"]) == ("workspace", "allow")
+    # ... and that run's follow-up keeps what it asked for.
     after = client.post(f"/api/v1/tasks/{changed.json()['runId']}/continue", json={"prompt": "x"})
+    assert client.get(f"/api/v1/tasks/{after.json()['runId']}").json()["acpPermission"] == "allow"
     [record] = decisions(client, after.json()["runId"])
-    assert record["policy"] == "allow"
+    assert record["policy"] == "workspace"
 
 
 @pytest.mark.parametrize("value", ["yolo", "DENY", "", 1, True, ["deny"], {"policy": "deny"}])

@@ -204,12 +204,20 @@ async def test_permission_is_chosen_by_option_kind(
 
 
 @pytest.mark.parametrize(
-    ("server", "task", "wanted"), [("allow", "deny", "no"), ("deny", "workspace", "yes")]
+    ("server", "task", "applied", "wanted"),
+    [
+        ("allow", "deny", "deny", "no"),
+        ("workspace", "read-only", "read-only", "no"),
+        ("deny", "workspace", "deny", "no"),  # a task never widens the server's policy
+        ("read-only", "allow", "read-only", "no"),
+        ("allow", "workspace", "workspace", "yes"),
+    ],
 )
-async def test_the_task_policy_replaces_the_runtime_policy(
-    h: Harness, server: Policy, task: Policy, wanted: str
+async def test_the_task_policy_narrows_the_runtime_policy_never_widens_it(
+    h: Harness, server: Policy, task: Policy, applied: Policy, wanted: str
 ) -> None:
-    """A run's own ``acp_permission`` answers instead of the server's (or agent's) policy."""
+    """A run's own ``acp_permission`` answers when it is stricter than the server's (or the
+    agent's) policy; a looser one is held to the server's."""
     options = [
         {"optionId": "no", "name": "No", "kind": "reject_once"},
         {"optionId": "yes", "name": "Yes", "kind": "allow_once"},
@@ -221,7 +229,7 @@ async def test_the_task_policy_replaces_the_runtime_policy(
     assert outcome.ok, outcome.error
     assert h.logged("permission")[0]["outcome"] == {"outcome": "selected", "optionId": wanted}
     record = next(e for e in h.events if e["type"] == "data-permission")["data"]
-    assert record["policy"] == task and record["optionId"] == wanted
+    assert record["policy"] == applied and record["optionId"] == wanted
 
 
 async def test_no_option_of_the_wanted_kind_answers_cancelled(h: Harness) -> None:

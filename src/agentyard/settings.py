@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     acp_permission: Literal["workspace", "allow", "read-only", "deny"] = "workspace"
     """How ACP permission requests are answered: ``workspace`` allows what stays in the
     workspace, ``read-only`` only reads and searches, ``allow``/``deny`` everything. The
-    server's default: a task's ``acpPermission`` replaces it for that task's runs."""
+    server's policy: a task's ``acpPermission`` may narrow it for that task's runs, never
+    widen it."""
     gemini_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("AGENTYARD_GEMINI_API_KEY", "GEMINI_API_KEY"),

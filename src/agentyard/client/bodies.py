@@ -90,7 +90,8 @@ class CreateTask(Body):
         default=None,
         description="How an ACP agent's (gemini's) permission requests are answered in this "
         "task: `workspace` (allow what stays in the workspace), `read-only`, `allow` or `deny`; "
-        "default: the server's `AGENTYARD_ACP_PERMISSION`. Other agents ignore it.",
+        "default and upper bound: the server's `AGENTYARD_ACP_PERMISSION` (a looser choice is "
+        "held to it). Other agents ignore it.",
     )
 
 

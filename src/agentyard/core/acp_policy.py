@@ -1,8 +1,10 @@
 """How an ACP agent's permission requests are answered, and a task's own choice of it.
 
-The server has a default (``AGENTYARD_ACP_PERMISSION``, or a configured agent's own); a task
+The server has a policy (``AGENTYARD_ACP_PERMISSION``, or a configured agent's own); a task
 may name another in ``acpPermission``, kept in its run's ``options`` and carried over to its
-follow-ups unless one names its own.
+follow-ups unless one names its own. A task can only narrow the server's policy, never
+widen it: the stricter of the two applies (``deny`` < ``read-only`` < ``workspace`` <
+``allow``), so a user of a shared server cannot grant their agent more than the operator did.
 """
 
 from __future__ import annotations
@@ -33,3 +35,13 @@ def parse(value: Any) -> Policy | None:
 def known(value: Any) -> Policy | None:
     """A stored policy, or None for anything that is not one (an older or altered row)."""
     return cast(Policy, value) if isinstance(value, str) and value in POLICIES else None
+
+
+_STRICTNESS: dict[str, int] = {"deny": 0, "read-only": 1, "workspace": 2, "allow": 3}
+
+
+def effective(server: Policy, task: Policy | None) -> Policy:
+    """The policy a run's requests are answered by: the task's, within the server's."""
+    if task is None:
+        return server
+    return task if _STRICTNESS[task] <= _STRICTNESS[server] else server

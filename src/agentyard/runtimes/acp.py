@@ -25,6 +25,7 @@ import acp
 from acp.schema import AgentCapabilities, Implementation, InitializeResponse, PromptResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from agentyard.core import acp_policy
 from agentyard.core import events as ev
 from agentyard.runtimes.acp_events import DATA_ACP, AcpMapper, shorten
 from agentyard.runtimes.acp_session import AcpFailure, AcpSession, Policy
@@ -167,7 +168,7 @@ class AcpRuntime:
             label=self.profile.label,
             run_id=spec.env.get(RUN_MARKER_ENV),
             idle_seconds=self.idle_seconds,
-            policy=spec.acp_permission or self.permission,
+            policy=acp_policy.effective(self.permission, spec.acp_permission),
         )
         deadline = asyncio.timeout(spec.timeout_seconds)
         try:
