@@ -27,8 +27,9 @@ COPY = Path(__file__).parent / "openapi.json"
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     data = tmp_path_factory.mktemp("openapi")
     wrapped = create_app(Settings(data_dir=data), run_workers=False)
-    inner = wrapped.app  # type: ignore[attr-defined]  # the BodyLimit middleware's app
-    assert isinstance(inner, FastAPI)
+    inner = wrapped
+    while not isinstance(inner, FastAPI):  # under the access log and body limit middleware
+        inner = inner.app  # type: ignore[attr-defined]
     yield inner
 
 
@@ -60,6 +61,8 @@ def test_no_422_and_every_error_is_the_error_shape(spec: dict[str, Any]) -> None
         codes = set(op["responses"])
         assert "422" not in codes, (method, path)
         for code in codes - {"200", "201", "204"}:
+            if (path, code) == ("/readyz", "503"):
+                continue  # a probe's answer (the readiness body, with its problems)
             assert code in {"400", "401", "403", "404", "409", "413"}, (method, path, code)
             schema = op["responses"][code]["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/ErrorBody"}

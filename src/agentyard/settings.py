@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentyard.runtimes.pricing import ModelPrice
@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     """The events a run may hold in memory while the database is away."""
     sweep_seconds: float = Field(default=5.0, gt=0)
     """How often every process ends ``running`` runs whose executor is gone."""
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    """On SIGTERM, how long the runs executing may go on to finish before they are
+    interrupted (statusDetail "server shutting down"); a second signal cuts it short."""
+    metrics_token: SecretStr | None = None
+    """If set, ``/metrics`` asks for ``Authorization: Bearer <token>``; else it is open."""
 
     api_key: SecretStr | None = None
     """Accepted as a key of the ``admin`` user, beside the keys in the database."""
@@ -135,6 +140,15 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     log_format: str = "console"
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token is a variable that was not filled in: refuse it, rather than
+        # guess whether /metrics should then be open or closed.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("AGENTYARD_METRICS_TOKEN is empty: unset it or give a token")
+        return value
 
     @cached_property
     def resolved_data_dir(self) -> Path:

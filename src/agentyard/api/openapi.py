@@ -121,6 +121,23 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("get", "/api/v1/git/branches"): ("A repository's branches", None, m.Branches, (403,)),
     ("get", "/api/v1/agents"): ("The runtimes and whether each is configured", None, m.Agents, ()),
     ("get", "/healthz"): ("Liveness", None, m.Health, ()),
+    ("get", "/readyz"): (
+        "Readiness: 503 while the database, the queue or the schema is not right",
+        None,
+        {"application/json": {"schema": {"type": "object"}}},
+        (),
+    ),
+    ("get", "/metrics"): (
+        "Prometheus metrics (401 without the AGENTYARD_METRICS_TOKEN, when one is set)",
+        None,
+        {"text/plain": {"schema": {"type": "string"}}},
+        (401,),
+    ),
+}
+
+NOT_READY = {
+    "description": "Not ready: `problems` says why (the same body as 200).",
+    "content": {"application/json": {"schema": {"type": "object"}}},
 }
 
 TAGS = ("tasks", "files", "groups", "agent", "git", "agents")
@@ -183,6 +200,8 @@ def _operation(op: dict[str, Any], method: str, path: str) -> None:
     for code in sorted(codes):
         error = {"application/json": {"schema": _ref(m.ErrorBody)}}
         responses[str(code)] = {"description": ERRORS[code], "content": error}
+    if path == "/readyz":
+        responses["503"] = NOT_READY
     op["responses"] = responses
     op["tags"] = [_tag(path)]
     op["security"] = [{"bearerAuth": []}] if authed else []
