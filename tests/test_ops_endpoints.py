@@ -142,9 +142,16 @@ def test_the_access_log_is_json_without_query_strings(server: ServerProcess) -> 
     with server.client() as c:
         assert c.get("/api/v1/tasks", params={"secret": "s3cr3t-in-query"}).status_code == 200
         assert c.get("/api/v1/tasks/nope/status").status_code == 404
+        # A forged line break in the path, and a made-up method.
+        assert c.get("/api/v1/tasks/x%0A%7B%22event%22%3A%22forged%22%7D").status_code == 404
+        brewed = c.request("PROPFIND", "/api/v1/tasks").status_code
+        assert brewed in (400, 405)
+    found = scrape(server)
+    assert value(found, "agentyard_http_requests_total", method="other", status=str(brewed)) == 1
+    assert not any(dict(labels).get("method") == "PROPFIND" for _, labels in found)
     lines = []
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(lines) < 2:
+    while time.monotonic() < deadline and len(lines) < 4:
         lines = [
             json.loads(line)
             for line in server.logs().splitlines()
@@ -156,6 +163,7 @@ def test_the_access_log_is_json_without_query_strings(server: ServerProcess) -> 
     assert ("GET", "/api/v1/tasks/nope/status", 404) in seen
     assert all(isinstance(item["duration_ms"], float) for item in lines)
     logs = server.logs()
+    assert not any(line.startswith('{"event": "forged"') for line in logs.splitlines())
     assert "s3cr3t-in-query" not in logs
     assert "sk-ay-test-admin-key" not in logs
     started = [json.loads(line) for line in logs.splitlines() if '"agentyard started"' in line]
@@ -205,3 +213,12 @@ def test_readyz_is_503_while_the_database_is_cut(tmp_path: Path, pg_database: st
     finally:
         server.stop()
         proxy.close()
+
+
+def test_a_logged_path_cannot_forge_a_line() -> None:
+    """In the console format too: control characters are escaped, long paths cut."""
+    from agentyard.api.access import _shown
+
+    assert _shown("/api/v1/tasks/x\nlevel=error forged") == "/api/v1/tasks/x\\x0alevel=error forged"
+    assert len(_shown("/" + "a" * 5000)) <= 1003
+    assert _shown("/api/v1/tasks/ünïcode") == "/api/v1/tasks/ünïcode"

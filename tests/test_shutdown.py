@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from agentyard.runtimes.processes import marked_pids
-from agentyard.testing.harness import ServerProcess, server_env, wait_status
+from agentyard.testing.harness import ServerProcess, WorkerProcess, server_env, wait_status
 
 COMMANDS = {
     "quick": {"argv": ["sh", "-c", "echo started; sleep 2; echo done"]},
@@ -129,3 +129,36 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, second_signal: signal.Sig
         assert marked_pids(slow) == []
     finally:
         again.stop()
+
+
+@pytest.mark.postgres
+def test_a_worker_drains_on_sigterm_and_leaves_the_queue(tmp_path: Path, pg_database: str) -> None:
+    """Scale-out: the same drain in ``agentyard worker``; its queued job waits for the next
+    worker."""
+    settings = env(tmp_path, grace=12, runs=2)
+    settings["AGENTYARD_DATABASE_URL"] = pg_database
+    settings["AGENTYARD_WORKER_HEARTBEAT_SECONDS"] = "1"
+    api = ServerProcess(tmp_path, settings, args=("--no-workers",)).start()
+    worker = WorkerProcess(settings, tmp_path / "worker-1.log", concurrency=2).start()
+    workers = [worker]
+    try:
+        with api.client() as c:
+            quick, slow = create(c, "quick"), create(c, "slow")
+            wait_status(c, quick, {"running"})
+            wait_status(c, slow, {"running"})
+            queued = create(c, "short")
+            assert worker.proc is not None
+            worker.proc.send_signal(signal.SIGTERM)
+            assert worker.proc.wait(timeout=40) is not None
+            assert wait_status(c, quick, {"completed"}, timeout=5)
+            cut = c.get(f"/api/v1/tasks/{slow}").json()
+            assert cut["status"] == "interrupted", cut
+            assert cut["statusDetail"] == "server shutting down"
+            assert c.get(f"/api/v1/tasks/{queued}/status").json()["status"] == "queued"
+            assert "Traceback" not in worker.logs()
+            workers.append(WorkerProcess(settings, tmp_path / "worker-2.log").start())
+            assert wait_status(c, queued, {"completed"}, timeout=60)
+    finally:
+        for w in workers:
+            w.stop()
+        api.stop()

@@ -295,7 +295,7 @@ class Agentyard:
         except Exception as exc:
             problems.append(public_message(exc))
         running = bool(getattr(self.queue, "running", True))
-        if self.bus.closing or not running:
+        if self._shutdown_begun or self.bus.closing:
             problems.append("the server is shutting down")
         if not getattr(self.queue, "healthy", True):
             problems.append("execution capacity is broken (a worker or slot is down)")

@@ -18,6 +18,18 @@ from agentyard.metrics import Metrics
 log = structlog.get_logger("agentyard.access")
 
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_MAX_PATH = 1000
+
+
+def _shown(path: str) -> str:
+    """The path as logged: control characters escaped (no forged lines in the console
+    format), and cut to a sane length."""
+    if len(path) > _MAX_PATH:
+        path = path[:_MAX_PATH] + "..."
+    if path.isprintable():
+        return path
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in path)
 
 
 class AccessLog:
@@ -44,13 +56,15 @@ class AccessLog:
             # 0: the application failed (or the client left) before it answered.
             method = str(scope.get("method", ""))
             path = str(scope.get("path", ""))
-            self.metrics.http_requests.labels(method=method, status=str(status)).inc()
+            # A client chooses the method: any other is one label value, not a new series.
+            known = method if method in _METHODS else "other"
+            self.metrics.http_requests.labels(method=known, status=str(status)).inc()
             client = scope.get("client")
             line = log.debug if path in _PROBES and status < 500 else log.info
             line(
                 "http request",
                 method=method,
-                path=path,
+                path=_shown(path),
                 status=status,
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
                 client=client[0] if client else None,
