@@ -27,9 +27,8 @@ COPY = Path(__file__).parent / "openapi.json"
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     data = tmp_path_factory.mktemp("openapi")
     wrapped = create_app(Settings(data_dir=data), run_workers=False)
-    inner = wrapped
-    while not isinstance(inner, FastAPI):  # under the access log and body limit middleware
-        inner = inner.app  # type: ignore[attr-defined]
+    inner = wrapped.app  # type: ignore[attr-defined]  # the BodyLimit middleware's app
+    assert isinstance(inner, FastAPI)
     yield inner
 
 

@@ -49,5 +49,5 @@ def create_app(
     app.include_router(groups.router)
     app.include_router(ops.router)
     openapi.install(app)
-    limited = BodyLimit(app, settings.max_body_bytes, settings.max_upload_bytes)
-    return AccessLog(limited, yard.metrics)
+    app.add_middleware(AccessLog, metrics=yard.metrics)
+    return BodyLimit(app, settings.max_body_bytes, settings.max_upload_bytes)
