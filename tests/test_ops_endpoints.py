@@ -24,6 +24,7 @@ from agentyard.testing.harness import ServerProcess, server_env, wait_status
 COMMANDS = {
     "short": {"argv": ["sh", "-c", "echo hello"]},
     "slow": {"argv": ["sh", "-c", "echo started; sleep 60"]},
+    "fails": {"argv": ["sh", "-c", "echo broken >&2; exit 3"]},
 }
 TOKEN = "metrics-token-for-the-test"
 
@@ -222,3 +223,24 @@ def test_a_logged_path_cannot_forge_a_line() -> None:
     assert _shown("/api/v1/tasks/x\nlevel=error forged") == "/api/v1/tasks/x\\x0alevel=error forged"
     assert len(_shown("/" + "a" * 5000)) <= 1003
     assert _shown("/api/v1/tasks/ünïcode") == "/api/v1/tasks/ünïcode"
+
+
+def test_a_failed_run_logs_its_error(server: ServerProcess) -> None:
+    with server.client() as c:
+        run_id = c.post(
+            "/api/v1/tasks", json={"prompt": "p", "agent": "command", "model": "fails"}
+        ).json()["runId"]
+        status = wait_status(c, run_id, {"completed", "failed"})
+    assert status["status"] == "failed"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        failed = [
+            json.loads(line)
+            for line in server.logs().splitlines()
+            if line.startswith("{") and '"run failed"' in line
+        ]
+        if failed:
+            break
+        time.sleep(0.1)
+    assert failed and failed[0]["run_id"] == run_id and failed[0]["level"] == "warning"
+    assert failed[0]["error"] == status["error"]
