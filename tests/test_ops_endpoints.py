@@ -19,7 +19,13 @@ from pydantic import ValidationError
 from agentyard.metrics import Metrics, RunCount
 from agentyard.settings import Settings
 from agentyard.testing.faults import TcpProxy
-from agentyard.testing.harness import ServerProcess, server_env, wait_status
+from agentyard.testing.harness import (
+    ServerProcess,
+    WorkerProcess,
+    free_port,
+    server_env,
+    wait_status,
+)
 
 COMMANDS = {
     "short": {"argv": ["sh", "-c", "echo hello"]},
@@ -244,3 +250,43 @@ def test_a_failed_run_logs_its_error(server: ServerProcess) -> None:
         time.sleep(0.1)
     assert failed and failed[0]["run_id"] == run_id and failed[0]["level"] == "warning"
     assert failed[0]["error"] == status["error"]
+
+
+@pytest.mark.postgres
+def test_a_worker_serves_its_own_metrics(tmp_path: Path, pg_database: str) -> None:
+    """``AGENTYARD_WORKER_METRICS_PORT``: the runs a worker executed, behind the token;
+    the database's gauges are left to the API processes."""
+    port = free_port()
+    env = server_env(
+        tmp_path,
+        {
+            "AGENTYARD_DATABASE_URL": pg_database,
+            "AGENTYARD_COMMANDS": json.dumps(COMMANDS),
+            "AGENTYARD_SANDBOX": "none",
+            "AGENTYARD_METRICS_TOKEN": TOKEN,
+            "AGENTYARD_WORKER_METRICS_PORT": str(port),
+        },
+    )
+    api = ServerProcess(tmp_path, env, args=("--no-workers",)).start()
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    url = f"http://127.0.0.1:{port}/metrics"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        with api.client() as c:
+            run_id = c.post(
+                "/api/v1/tasks", json={"prompt": "p", "agent": "command", "model": "short"}
+            ).json()["runId"]
+            assert wait_status(c, run_id, {"completed", "failed"})["status"] == "completed"
+        found = samples(httpx.get(url, headers=auth, timeout=10).text)
+        done = {"agent": "command", "status": "completed"}
+        assert value(found, "agentyard_runs_finished_total", **done) == 1
+        assert value(found, "agentyard_events_appended_total") >= 3
+        assert not any(name in ("agentyard_runs", "agentyard_queue_depth") for name, _ in found)
+        assert "agentyard_metrics_database_errors_total" not in {name for name, _ in found}
+        denied = httpx.get(url, timeout=10)
+        assert denied.status_code == 401 and denied.json() == {"error": "Unauthorized"}
+        assert httpx.get(f"http://127.0.0.1:{port}/other", timeout=10).status_code == 404
+    finally:
+        worker.stop()
+        api.stop()
+    assert TOKEN not in worker.logs()

@@ -91,6 +91,8 @@ def worker(
     a second signal interrupts them at once."""
     import signal
 
+    import structlog
+
     from agentyard.server import Agentyard
 
     settings = _settings()
@@ -100,10 +102,26 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, yard.signalled, loop)
+        stop_metrics = None
+        if settings.worker_metrics_port is not None:
+            from agentyard.metrics_http import serve_in_thread
+
+            token = settings.metrics_token
+            port, stop_metrics = serve_in_thread(
+                yard.metrics,
+                settings.host,
+                settings.worker_metrics_port,
+                token.get_secret_value() if token else None,
+            )
+            structlog.get_logger(__name__).info(
+                "metrics listening", url=f"http://{settings.host}:{port}/metrics"
+            )
         try:
             await yard.run_worker(concurrency)
         finally:
             await yard.stop()
+            if stop_metrics is not None:
+                stop_metrics()
 
     asyncio.run(main())
 

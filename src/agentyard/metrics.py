@@ -29,6 +29,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 _WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+_DB_ERRORS = "agentyard_metrics_database_errors"
 _COST_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25)
 
 
@@ -102,7 +103,7 @@ class Metrics:
             registry=r,
         )
         self.database_scrape_errors = Counter(
-            "agentyard_metrics_database_errors",
+            _DB_ERRORS,
             "Scrapes whose database-derived figures could not be read (timeout or failure).",
             registry=r,
         )
@@ -116,9 +117,13 @@ class Metrics:
         if cost_usd is not None:
             self.run_cost.labels(agent=agent).observe(max(0.0, cost_usd))
 
-    def render(self, counts: Iterable[RunCount] | None) -> bytes:
+    def render(self, counts: Iterable[RunCount] | None, *, database: bool = True) -> bytes:
         """The exposition text: this process's metrics, and the database's figures when
-        ``counts`` could be read (``None``: left out, and the error counter says so)."""
+        ``counts`` could be read (``None``: left out, and the error counter says so).
+        ``database=False`` (a worker): the database figures are not this process's to
+        report, and their error counter is left out too."""
+        if not database:
+            return generate_latest(_Scrape(self.registry, None, skip={_DB_ERRORS}))
         return generate_latest(_Scrape(self.registry, counts))
 
     async def scrape(
@@ -136,12 +141,18 @@ class Metrics:
 class _Scrape:
     """One scrape: the registry's metrics, then the gauges read from the database."""
 
-    def __init__(self, registry: CollectorRegistry, counts: Iterable[RunCount] | None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        counts: Iterable[RunCount] | None,
+        skip: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
         self.registry = registry
         self.counts = None if counts is None else list(counts)
+        self.skip = skip
 
     def collect(self) -> Iterator[Metric]:
-        yield from self.registry.collect()
+        yield from (m for m in self.registry.collect() if m.name not in self.skip)
         if self.counts is None:
             return
         runs = GaugeMetricFamily(

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     interrupted (statusDetail "server shutting down"); a second signal cuts it short."""
     metrics_token: SecretStr | None = None
     """If set, ``/metrics`` asks for ``Authorization: Bearer <token>``; else it is open."""
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """``agentyard worker`` serves its ``/metrics`` on ``AGENTYARD_HOST`` at this port."""
 
     api_key: SecretStr | None = None
     """Accepted as a key of the ``admin`` user, beside the keys in the database."""
