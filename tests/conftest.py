@@ -28,7 +28,8 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 PG_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
-TEMPLATE = "agentyard_test_template"
+TEMPLATE = f"agentyard_test_template_{os.getpid()}"
+"""One per test session: sessions of several checkouts (other migrations) run side by side."""
 
 
 def _admin() -> psycopg.Connection:
@@ -36,13 +37,15 @@ def _admin() -> psycopg.Connection:
 
 
 @pytest.fixture(scope="session")
-def pg_template() -> str:
+def pg_template() -> Iterator[str]:
     """A migrated template database, made once per test session."""
     with _admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
     migrate(f"postgresql+psycopg://postgres@{PG_DSN.split('@', 1)[1]}/{TEMPLATE}")
-    return TEMPLATE
+    yield TEMPLATE
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
 
 
 @pytest.fixture

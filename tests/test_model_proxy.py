@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from agentyard.metrics import Metrics
 from agentyard.sandbox.proxy import EgressPolicy, ModelProxy, Upstream
 
 REAL_KEY = "sk-real-upstream-key"
@@ -176,3 +178,35 @@ def test_policy_matching() -> None:
     assert not policy.allows("pypi.org", 22) and not policy.allows("evilpypi.org", 443)
     assert policy.allows("registry.npmjs.org", 443) and not policy.allows("npmjs.org.evil", 443)
     assert policy.allows("files.example", 8443) and not policy.allows("files.example", 443)
+
+
+async def test_requests_are_counted_by_provider_and_outcome(
+    proxy: ModelProxy, upstream: str
+) -> None:
+    """Each request is told to the metrics once; a route the agent invents is counted as
+    provider ``unknown``, so that it cannot make up label values."""
+    metrics = Metrics()
+    proxy.on_request = lambda provider, outcome: metrics.model_proxy_requests.labels(
+        provider=provider, outcome=outcome
+    ).inc()
+    token = proxy.grant("run-3")
+    proxy.route(token, "openai", Upstream(upstream, REAL_KEY, "bearer"))
+    proxy.route(token, "dead", Upstream("http://127.0.0.1:9", REAL_KEY, "bearer"))
+    auth = {"authorization": f"Bearer {token}"}
+    async with client(proxy) as c:
+        assert (await c.post("/openai/responses", headers=auth)).status_code == 200
+        assert (await c.post("/made-up-route/x", headers=auth)).status_code == 404
+        assert (await c.post("/openai/responses", headers={"x-api-key": "no"})).status_code == 401
+        assert (await c.post("/dead/responses", headers=auth)).status_code == 502
+    text = metrics.render(None).decode()
+    found = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "agentyard_model_proxy_requests_total"
+    }
+    assert found == {
+        (("outcome", "ok"), ("provider", "openai")): 1,
+        (("outcome", "rejected"), ("provider", "unknown")): 2,
+        (("outcome", "unreachable"), ("provider", "dead")): 1,
+    }

@@ -68,6 +68,8 @@ def test_422_only_for_idempotency_keys_and_every_error_is_the_error_shape(
         assert takes_key == ((method, path) in idempotent), (method, path)
         assert ("422" in codes) == takes_key, (method, path)
         for code in codes - {"200", "201", "204"}:
+            if (path, code) == ("/readyz", "503"):
+                continue  # a probe's answer (the readiness body, with its problems)
             assert code in {"400", "401", "403", "404", "409", "413", "422", "429"}, (
                 method,
                 path,

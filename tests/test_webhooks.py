@@ -161,6 +161,18 @@ def test_every_status_is_delivered_signed_and_in_order(
     for text in (listed.text, one.text, json.dumps(shown)):
         assert endpoint["secret"] not in text and "secret" not in text.lower()
     assert [e["id"] for e in listed.json()["webhooks"]] == [endpoint["id"]]
+    # Each delivery is counted in /metrics, by outcome.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scraped = text_string_to_metric_families(user.get("/metrics").text)
+    counts = {
+        s.labels["outcome"]: s.value
+        for family in scraped
+        if family.name == "agentyard_webhook_deliveries"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+    assert counts.get("delivered", 0) >= 3
 
 
 def test_a_failing_run_and_a_cancelled_one_report_why(

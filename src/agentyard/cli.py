@@ -76,28 +76,30 @@ def serve(
     port: int | None = typer.Option(None, help="Port (default AGENTYARD_PORT or 8080)."),
     workers: bool = typer.Option(True, help="Run agents in this process (--no-workers: API only)."),
 ) -> None:
-    """Serve the Agent API (migrating the database first)."""
-    import uvicorn
+    """Serve the Agent API (migrating the database first).
 
+    SIGTERM: the runs executing may finish within AGENTYARD_SHUTDOWN_GRACE_SECONDS, then
+    are interrupted; queued runs wait for the next start. A second signal stops at once."""
     from agentyard.api.app import create_app
+    from agentyard.server import Agentyard
+    from agentyard.serving import serve as serve_http
 
     settings = _settings()
-    application = create_app(settings, run_workers=workers)
-    uvicorn.run(
-        application,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    yard = Agentyard(settings, run_workers=workers)
+    application = create_app(settings, yard=yard)
+    serve_http(application, yard, host or settings.host, port or settings.port)
 
 
 @app.command()
 def worker(
     concurrency: int = typer.Option(2, min=1, help="Runs executed at once by this worker."),
 ) -> None:
-    """Execute runs from the PostgreSQL queue (scale-out); stops cleanly on SIGTERM/SIGINT."""
+    """Execute runs from the PostgreSQL queue (scale-out). SIGTERM/SIGINT: take no more
+    jobs, let the runs finish within AGENTYARD_SHUTDOWN_GRACE_SECONDS, then interrupt them;
+    a second signal interrupts them at once."""
     import signal
+
+    import structlog
 
     from agentyard.server import Agentyard
 
@@ -106,16 +108,28 @@ def worker(
     async def main() -> None:
         yard = Agentyard(settings)
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, yard.signalled, loop)
+        stop_metrics = None
+        if settings.worker_metrics_port is not None:
+            from agentyard.metrics_http import serve_in_thread
+
+            token = settings.metrics_token
+            port, stop_metrics = serve_in_thread(
+                yard.metrics,
+                settings.host,
+                settings.worker_metrics_port,
+                token.get_secret_value() if token else None,
+            )
+            structlog.get_logger(__name__).info(
+                "metrics listening", url=f"http://{settings.host}:{port}/metrics"
+            )
         try:
             await yard.run_worker(concurrency)
-        except asyncio.CancelledError:
-            pass
         finally:
             await yard.stop()
+            if stop_metrics is not None:
+                stop_metrics()
 
     asyncio.run(main())
 

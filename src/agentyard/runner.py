@@ -22,6 +22,7 @@ from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.events.writer import EventWriter
 from agentyard.guard import RunGuard
+from agentyard.metrics import Metrics
 from agentyard.runtimes.base import RUN_MARKER_ENV, AgentRuntime, RunOutcome, RunSpec
 from agentyard.runtimes.pricing import ModelPrice
 from agentyard.runtimes.processes import kill_run_processes
@@ -50,20 +51,25 @@ class RunControl:
 
     status: RunStatus = RunStatus.CANCELLED
     reason: str = "Cancelled by user"
-    resolve: Callable[[], tuple[RunStatus, str] | None] | None = None
+    detail: str | None = None
+    """The run's ``statusDetail`` (e.g. "server shutting down"), beside its ``error``."""
+    resolve: Callable[[], tuple[RunStatus, str, str | None] | None] | None = None
     """Asked at cancel time, for queues that learn the cause only then (e.g. a shutdown)."""
 
-    def interrupt(self, reason: str) -> None:
+    def interrupt(self, reason: str, detail: str | None = None) -> None:
         self.status = RunStatus.INTERRUPTED
         self.reason = reason
+        self.detail = detail
 
     def fail(self, reason: str) -> None:
         self.status = RunStatus.FAILED
         self.reason = reason
+        self.detail = None
 
-    def outcome(self) -> tuple[RunStatus, str]:
+    def outcome(self) -> tuple[RunStatus, str, str | None]:
+        """Status, error and status detail the run ends with."""
         decided = self.resolve() if self.resolve is not None else None
-        return decided or (self.status, self.reason)
+        return decided or (self.status, self.reason, self.detail)
 
 
 class Runner:
@@ -83,7 +89,9 @@ class Runner:
         policy: RetryPolicy | None = None,
         event_buffer_bytes: int = 64 * 1024 * 1024,
         prices: Mapping[str, ModelPrice] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.prices = prices
         """Token prices over the defaults, for the cost metered at the model proxy."""
         self.policy = policy or RetryPolicy()
@@ -126,6 +134,9 @@ class Runner:
         control = control or RunControl()
         bound = log.bind(run_id=run.run_id, chat_id=run.chat_id, agent=run.agent)
         started = run.started_at or utcnow()
+        self.metrics.queue_wait.labels(agent=run.agent).observe(
+            max(0.0, (started - run.created_at).total_seconds())
+        )
         writer = self._writers[run.run_id]
         try:
             await writer.emit(ev.start(run.run_id, iso(started) or ""))
@@ -158,8 +169,10 @@ class Runner:
         status = RunStatus.COMPLETED if outcome.ok else RunStatus.FAILED
         await self._end(run, status, None if outcome.ok else (outcome.error or "failed"), outcome)
         # The run's secrets are still registered here: the log processor redacts them.
-        failure = {} if outcome.ok else {"error": outcome.error}
-        bound.info("run ended", status=status.value, **failure)
+        if outcome.ok:
+            bound.info("run ended", status=status.value)
+        else:
+            bound.warning("run failed", status=status.value, error=outcome.error)
         return status
 
     async def _db(self, op: Callable[[], Awaitable[T]], what: str) -> T:
@@ -344,11 +357,17 @@ class Runner:
     async def stop(self, run: Run, control: RunControl) -> None:
         """Kill what the run started and end it as ``control`` says (no-op if it has ended)."""
         await asyncio.to_thread(kill_run_processes, run.run_id)
-        status, reason = control.outcome()
-        await self._end(run, status, reason, None)
+        status, reason, detail = control.outcome()
+        await self._end(run, status, reason, None, status_detail=detail)
 
     async def _end(
-        self, run: Run, status: RunStatus, error: str | None, outcome: RunOutcome | None
+        self,
+        run: Run,
+        status: RunStatus,
+        error: str | None,
+        outcome: RunOutcome | None,
+        *,
+        status_detail: str | None = None,
     ) -> None:
         redactor = await self.policy.run(
             lambda: self._redactor(run, needed=error is not None or outcome is not None),
@@ -370,11 +389,17 @@ class Runner:
             values["status_detail"] = outcome.detail
         # A terminal write is retried until it lands (also past a full disk): a run must
         # never stay ``running`` after its executor let go of it.
-        await self.policy.run(
-            lambda: self.events.finish(run.run_id, status, error=error, **values),
+        ended = await self.policy.run(
+            lambda: self.events.finish(
+                run.run_id, status, error=error, status_detail=status_detail, **values
+            ),
             what="end the run",
             forever=True,
         )
+        if ended:
+            seconds = (utcnow() - run.started_at).total_seconds() if run.started_at else None
+            cost = outcome.cost_usd if outcome is not None else None
+            self.metrics.run_ended(run.agent, status.value, seconds, cost)
 
     async def _store_last_events(self, run: Run, held: list[Event]) -> None:
         """What the run's writer still holds goes before ``finish``, if it can be stored."""

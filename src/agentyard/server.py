@@ -23,6 +23,7 @@ from agentyard.datadir import ensure_private_dir, make_database_private
 from agentyard.events.bus import LocalBus
 from agentyard.events.log import EventLog
 from agentyard.groups import Groups
+from agentyard.metrics import Metrics
 from agentyard.queue.base import TaskQueue
 from agentyard.queue.local import LocalQueue
 from agentyard.reconcile import interrupt_orphans
@@ -30,11 +31,13 @@ from agentyard.runner import Runner
 from agentyard.runtimes.base import INSTALLATION_ENV, AgentRuntime
 from agentyard.runtimes.processes import installation_id
 from agentyard.runtimes.registry import build_runtimes
+from agentyard.sandbox.bwrap import BwrapSandbox
 from agentyard.sandbox.factory import build_sandbox, start_sandbox
 from agentyard.service import Service, TaskLimits
 from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
 from agentyard.store.faults import RetryPolicy, public_message
+from agentyard.store.stats import run_counts, schema_head, schema_revision
 from agentyard.store.store import Store
 from agentyard.store.webhooks import WebhookStore
 from agentyard.webhooks.delivery import Deliverer
@@ -49,6 +52,8 @@ from agentyard.workspace.workspaces import Workspaces
 log = structlog.get_logger(__name__)
 
 ADMIN_USER = "admin"
+_READY_TIMEOUT = 2.0
+"""Seconds a probe or a scrape waits for the database."""
 
 
 class Agentyard:
@@ -65,8 +70,10 @@ class Agentyard:
         self.installation = installation_id(settings.resolved_data_dir)
         """Carried by this installation's agent processes: its reaper kills only those."""
         self.store = Store(create_engine(settings.db_url))
+        self.metrics = Metrics()
         self.bus = LocalBus()
-        self.events = EventLog(self.store, self.bus)
+        self.metrics.sse_subscribers.set_function(lambda: self.bus.subscribers)
+        self.events = EventLog(self.store, self.bus, self.metrics)
         self.runtimes = runtimes if runtimes is not None else build_runtimes(settings)
         secret = settings.secret_key.get_secret_value() if settings.secret_key else None
         self.git = GitConnections(
@@ -88,6 +95,8 @@ class Agentyard:
             settings.repo_hosts,
         )
         self.sandbox = build_sandbox(settings)
+        if isinstance(self.sandbox, BwrapSandbox):
+            self.sandbox.proxy.on_request = self._count_model_request
         self.runner = Runner(
             self.store,
             self.events,
@@ -103,6 +112,7 @@ class Agentyard:
             policy=RetryPolicy(outage_seconds=settings.db_outage_seconds),
             event_buffer_bytes=settings.event_buffer_bytes,
             prices=settings.codex_prices,
+            metrics=self.metrics,
         )
         self.scale_out = not is_sqlite(settings.db_url)
         self.queue: TaskQueue
@@ -142,8 +152,8 @@ class Agentyard:
             policy=WebhookRetry(
                 settings.webhook_retry_base_seconds, settings.webhook_retry_for_seconds
             ),
+            on_outcome=lambda outcome: self.metrics.webhook_deliveries.labels(outcome).inc(),
         )
-        """Its ``on_outcome`` is the hook for a deliveries counter."""
         if self.scale_out:
             from agentyard.queue.procrastinate_queue import ProcrastinateQueue
 
@@ -158,6 +168,8 @@ class Agentyard:
         self._background: list[asyncio.Task[None]] = []
         self._sandbox_started = False
         self._signal_handlers: list[tuple[int, Any, Any]] = []
+        self._shutdown_begun = False
+        self._stopping: asyncio.Future[None] | None = None
         self.service = Service(
             self.store,
             self.events,
@@ -212,10 +224,27 @@ class Agentyard:
             await self.queue.start()
             await self.dispatcher.start()
             self._dispatching = True
+        self._log_started()
         # Everything loaded so far (the application, SQLAlchemy, the SDKs) lives as long as
         # the process: out of the collector's sight, a full collection takes a few ms rather
         # than the tens of ms that stall every request while a chatty run allocates.
         gc.freeze()
+
+    def _log_started(self) -> None:
+        """What this process offers, in one line (no URL: a database URL holds a password)."""
+        log.info(
+            "agentyard started",
+            runtimes={name: rt.availability().configured for name, rt in self.runtimes.items()},
+            sandbox=self.sandbox.kind,
+            database="sqlite" if not self.scale_out else "postgresql",
+            queue="procrastinate" if self.scale_out else "local",
+            executes_runs=self.run_workers,
+            max_concurrent_runs=self.settings.max_concurrent_runs,
+            shutdown_grace_seconds=self.settings.shutdown_grace_seconds,
+        )
+
+    def _count_model_request(self, provider: str, outcome: str) -> None:
+        self.metrics.model_proxy_requests.labels(provider=provider, outcome=outcome).inc()
 
     async def _start_scale_out(self) -> None:
         from agentyard.queue.procrastinate_queue import ProcrastinateQueue, listen_for_events
@@ -238,6 +267,7 @@ class Agentyard:
         await asyncio.to_thread(migrate, self.settings.db_url)
         await self._start_sandbox()
         await self.queue.start()
+        self._log_started()
         gc.freeze()  # as in start(): the worker's heartbeat must not wait on the collector
         await self.queue.run_workers(concurrency)
 
@@ -248,10 +278,11 @@ class Agentyard:
         self._sandbox_started = True
 
     def _end_streams_on_exit(self) -> None:
-        """On SIGTERM/SIGINT, end every open SSE stream at once (a last comment, then the
-        end of the body) rather than let the HTTP server cut them mid-chunk after its grace
-        period: clients see a clean end and reconnect. The server's own handler (uvicorn's,
-        installed before the application starts) still runs."""
+        """On SIGTERM/SIGINT, shut down gracefully (:meth:`begin_shutdown`): every open SSE
+        stream ends at once (a last comment, then the end of the body) rather than be cut
+        mid-chunk by the HTTP server, so clients see a clean end and reconnect; runs have
+        their grace period. A second signal ends the grace (:meth:`hurry`). The server's own
+        handler (uvicorn's, installed before the application starts) still runs."""
         if threading.current_thread() is not threading.main_thread():
             return
         loop = asyncio.get_running_loop()
@@ -261,12 +292,37 @@ class Agentyard:
                 continue
 
             def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
-                with contextlib.suppress(RuntimeError):  # the loop has already closed
-                    loop.call_soon_threadsafe(self.bus.close)
+                self.signalled(loop)
                 previous(signum, frame)
 
             signal.signal(sig, handler)
             self._signal_handlers.append((sig, previous, handler))
+
+    def signalled(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A shutdown signal arrived (in a signal handler: the work is scheduled on
+        ``loop``): the first one begins the shutdown, any later one hurries it."""
+        action = self.hurry if self._shutdown_begun else self.begin_shutdown
+        self._shutdown_begun = True
+        with contextlib.suppress(RuntimeError):  # the loop has already closed
+            loop.call_soon_threadsafe(action)
+
+    def begin_shutdown(self) -> None:
+        """Stop taking runs; let those executing here finish within
+        ``AGENTYARD_SHUTDOWN_GRACE_SECONDS`` (then they end ``interrupted``, statusDetail
+        "server shutting down"); queued runs stay queued; every open SSE stream ends now."""
+        self._shutdown_begun = True
+        if self.bus.closing:
+            return
+        grace = self.settings.shutdown_grace_seconds
+        log.info("shutting down", grace_seconds=grace)
+        self.bus.close()
+        self.queue.drain(grace)
+
+    def hurry(self) -> None:
+        """A second signal: interrupt what still executes now, and stop."""
+        log.warning("shutting down now: interrupting the runs still executing")
+        self.queue.hurry()
+        self.queue.drain(0.0)  # if the first signal's drain had not begun yet
 
     def _restore_signal_handlers(self) -> None:
         for sig, previous, ours in reversed(self._signal_handlers):
@@ -275,29 +331,67 @@ class Agentyard:
         self._signal_handlers.clear()
 
     async def ready(self) -> dict[str, Any]:
-        """Whether this process can serve: the database answers, its slots are alive."""
+        """Whether this process can serve: the database answers and has the schema this
+        code expects, its queue runs (its slots or worker are alive), it is not shutting
+        down. Cheap: one ping and one read of the schema version, each under a timeout."""
         problems: list[str] = []
+        database: dict[str, Any] = {"reachable": False, "schemaCurrent": False}
         try:
-            await asyncio.wait_for(self.store.ping(), timeout=5)
+            await asyncio.wait_for(self.store.ping(), timeout=_READY_TIMEOUT)
+            database["reachable"] = True
+            revision = await asyncio.wait_for(schema_revision(self.store), _READY_TIMEOUT)
+            database["schemaCurrent"] = revision == schema_head()
+            if not database["schemaCurrent"]:
+                problems.append(
+                    f"the database schema is at {revision or 'nothing'}, this code needs"
+                    f" {schema_head()}: run 'agentyard migrate'"
+                )
+        except TimeoutError:
+            problems.append("the database did not answer in time")
         except Exception as exc:
             problems.append(public_message(exc))
-        healthy = getattr(self.queue, "healthy", True)
-        if not healthy:
+        running = bool(getattr(self.queue, "running", True))
+        if self._shutdown_begun or self.bus.closing:
+            problems.append("the server is shutting down")
+        if not getattr(self.queue, "healthy", True):
             problems.append("execution capacity is broken (a worker or slot is down)")
-        return {"ready": not problems, "problems": problems}
+        return {
+            "ready": not problems,
+            "problems": problems,
+            "database": database,
+            "queue": {
+                "kind": "procrastinate" if self.scale_out else "local",
+                "running": running,
+                "executesRuns": self.run_workers,
+            },
+            "runtimes": {name: rt.availability().configured for name, rt in self.runtimes.items()},
+        }
+
+    async def metrics_text(self) -> bytes:
+        """``/metrics``: this process's metrics and the database's run figures."""
+        return await self.metrics.scrape(lambda: run_counts(self.store), timeout=_READY_TIMEOUT)
 
     async def stop(self) -> None:
+        """Drain (at once unless a signal began the shutdown), then release everything.
+        Idempotent: the HTTP server's shutdown and the application's lifespan may both
+        call it."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
         self.bus.close()
         self._restore_signal_handlers()
+        await self.queue.stop()
+        if self._dispatching:
+            await self.dispatcher.stop()
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._dispatching:
-            await self.dispatcher.stop()
-        await self.queue.stop()
         if self._sandbox_started:
             await self.sandbox.stop()
         await self.store.close()
+        log.info("agentyard stopped")
 
     async def ensure_admin_key(self) -> None:
         """A first start with no keys creates one, prints it and writes ``admin.key`` (0600)."""

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     """The events a run may hold in memory while the database is away."""
     sweep_seconds: float = Field(default=5.0, gt=0)
     """How often every process ends ``running`` runs whose executor is gone."""
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    """On SIGTERM, how long the runs executing may go on to finish before they are
+    interrupted (statusDetail "server shutting down"); a second signal cuts it short."""
+    metrics_token: SecretStr | None = None
+    """If set, ``/metrics`` asks for ``Authorization: Bearer <token>``; else it is open."""
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """``agentyard worker`` serves its ``/metrics`` on ``AGENTYARD_HOST`` at this port."""
 
     # -- limits and budgets: per task (defaults and caps) and per user
     task_max_duration_seconds: float | None = Field(default=None, gt=0)
@@ -176,6 +183,15 @@ class Settings(BaseSettings):
         for entry in hosts:
             HostRule.parse(entry)
         return hosts
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token is a variable that was not filled in: refuse it, rather than
+        # guess whether /metrics should then be open or closed.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("AGENTYARD_METRICS_TOKEN is empty: unset it or give a token")
+        return value
 
     @cached_property
     def resolved_data_dir(self) -> Path:

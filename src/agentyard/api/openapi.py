@@ -163,6 +163,23 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         (),
     ),
     ("get", "/healthz"): ("Liveness", None, m.Health, ()),
+    ("get", "/readyz"): (
+        "Readiness: 503 while the database, the queue or the schema is not right",
+        None,
+        {"application/json": {"schema": {"type": "object"}}},
+        (),
+    ),
+    ("get", "/metrics"): (
+        "Prometheus metrics (401 without the AGENTYARD_METRICS_TOKEN, when one is set)",
+        None,
+        {"text/plain": {"schema": {"type": "string"}}},
+        (401,),
+    ),
+}
+
+NOT_READY = {
+    "description": "Not ready: `problems` says why (the same body as 200).",
+    "content": {"application/json": {"schema": {"type": "object"}}},
 }
 
 SUCCESS = {
@@ -241,6 +258,8 @@ def _operation(op: dict[str, Any], method: str, path: str) -> None:
                 "schema": {"type": "string", "maxLength": 255},
             }
         )
+    if path == "/readyz":
+        responses["503"] = NOT_READY
     op["responses"] = responses
     op["tags"] = [_tag(path)]
     op["security"] = [{"bearerAuth": []}] if authed else []

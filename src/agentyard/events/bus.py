@@ -43,6 +43,11 @@ class LocalBus:
         self.closing = True
         self.wake_all()
 
+    @property
+    def subscribers(self) -> int:
+        """Followers in this process (each one an open event stream)."""
+        return sum(len(subs) for subs in self._subs.values())
+
     def subscribe(self, run_id: str) -> Subscription:
         sub = Subscription(run_id, self.capacity)
         self._subs.setdefault(run_id, set()).add(sub)

@@ -16,6 +16,7 @@ from agentyard.core.events import Event
 from agentyard.core.models import StoredEvent
 from agentyard.core.status import RunStatus
 from agentyard.events.bus import LocalBus
+from agentyard.metrics import Metrics
 from agentyard.store.faults import is_transient
 from agentyard.store.store import Store
 
@@ -25,9 +26,10 @@ _RETRY_READ_SECONDS = 0.5
 
 
 class EventLog:
-    def __init__(self, store: Store, bus: LocalBus) -> None:
+    def __init__(self, store: Store, bus: LocalBus, metrics: Metrics | None = None) -> None:
         self.store = store
         self.bus = bus
+        self.metrics = metrics
 
     async def append(
         self, run_id: str, *events: Event, run_values: dict[str, Any] | None = None
@@ -71,6 +73,8 @@ class EventLog:
         return True
 
     def _published(self, run_id: str, stored: list[StoredEvent]) -> None:
+        if self.metrics is not None:
+            self.metrics.events_appended.inc(len(stored))
         self.bus.publish(run_id, stored)
 
     async def assistant_parts(self, run_id: str) -> list[dict[str, Any]]:

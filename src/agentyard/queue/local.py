@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agentyard.core.models import Run
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
+from agentyard.queue.base import SHUTTING_DOWN, shutdown_error
 from agentyard.runner import RunControl, Runner
 from agentyard.runtimes.processes import kill_run_processes
 from agentyard.store.faults import is_disk_full, is_transient, public_message
@@ -20,13 +21,12 @@ from agentyard.store.store import Store
 
 log = structlog.get_logger(__name__)
 
-_SHUTDOWN = "Server shut down while the run was executing"
 _GONE = "The run's executor is gone: no task in this server was executing it"
 
 
-def _shutdown() -> RunControl:
+def _shutdown(grace_seconds: float = 0.0) -> RunControl:
     control = RunControl()
-    control.interrupt(_SHUTDOWN)
+    control.interrupt(shutdown_error(grace_seconds), SHUTTING_DOWN)
     return control
 
 
@@ -58,6 +58,10 @@ class LocalQueue:
         self._active: dict[str, asyncio.Task[RunStatus]] = {}
         self._controls: dict[str, RunControl] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
+        """Draining: no slot claims another run."""
+        self._draining: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()
         self.database_ok = True
         """False while the last claim failed: ``/readyz`` reports it."""
 
@@ -71,12 +75,51 @@ class LocalQueue:
     def active_run_ids(self) -> list[str]:
         return list(self._active)
 
+    @property
+    def running(self) -> bool:
+        """Started, and not draining: it takes runs."""
+        return bool(self._workers) and not self._closed
+
     async def start(self) -> None:
         for i in range(self.concurrency):
             self._workers.append(asyncio.create_task(self._slot(i), name=f"local-worker-{i}"))
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="local-sweeper")
 
+    def drain(self, grace_seconds: float) -> None:
+        if self._draining is None:
+            self._closed = True
+            self._draining = asyncio.create_task(self._drain(grace_seconds), name="local-drain")
+
+    def hurry(self) -> None:
+        self._hurry.set()
+
+    async def _drain(self, grace_seconds: float) -> None:
+        """Let the runs executing here end on their own within the grace period (or until
+        :meth:`hurry`), then interrupt the rest."""
+        async with self._claim_lock:  # a claim under way lands in _active first
+            self._closed = True
+        active = list(self._active.values())
+        if active and grace_seconds > 0:
+            log.info("waiting for runs to finish", runs=len(active), grace_seconds=grace_seconds)
+            all_done = asyncio.ensure_future(asyncio.wait(active))
+            hurried = asyncio.ensure_future(self._hurry.wait())
+            await asyncio.wait(
+                [all_done, hurried], timeout=grace_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            all_done.cancel()
+            hurried.cancel()
+        for run_id, task in list(self._active.items()):
+            if not task.done():
+                log.warning("interrupting run", run_id=run_id, reason=SHUTTING_DOWN)
+                self._controls[run_id].interrupt(shutdown_error(grace_seconds), SHUTTING_DOWN)
+                task.cancel()
+        await asyncio.gather(*self._active.values(), return_exceptions=True)
+
     async def stop(self) -> None:
+        self.drain(0.0)
+        assert self._draining is not None
+        with contextlib.suppress(Exception):  # whatever failed, the slots must still go
+            await self._draining
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -84,9 +127,6 @@ class LocalQueue:
             self._sweeper = None
         for worker in self._workers:
             worker.cancel()
-        for run_id, task in list(self._active.items()):
-            self._controls[run_id].interrupt(_SHUTDOWN)
-            task.cancel()
         await asyncio.gather(*self._workers, *self._active.values(), return_exceptions=True)
         self._workers.clear()
         # A run claimed in the instant before its task existed has no one to end it.
@@ -168,6 +208,8 @@ class LocalQueue:
                 await asyncio.sleep(self.poll_seconds)
 
     async def _claim(self) -> Run | None:
+        if self._closed:
+            return None
         try:
             run = await self.store.claim_next(self.worker_id, self.user_max_running)
         except Exception as exc:

@@ -20,12 +20,14 @@ import sqlalchemy as sa
 import structlog
 from procrastinate import job_context
 from procrastinate.jobs import Status
+from procrastinate.worker import Worker
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentyard.core.models import Run
 from agentyard.core.status import RunStatus
 from agentyard.events.bus import LocalBus
 from agentyard.events.log import EventLog
+from agentyard.queue.base import SHUTTING_DOWN, shutdown_error
 from agentyard.queue.reaping import end_ghosts, reap_stalled, runs_alive, touch_runs
 from agentyard.queue.resilient_jobs import ResilientJobManager
 from agentyard.runner import RunControl, Runner
@@ -97,6 +99,13 @@ class ProcrastinateQueue:
         an outage everyone shared is not mistaken for dead workers."""
         self.ghost_suspects: dict[str, str] = {}
         self._workers_running = False
+        self._worker: Worker | None = None
+        self._run_tasks: dict[str, asyncio.Task[object]] = {}
+        """The job task executing each run here: interrupted at the end of a drain."""
+        self._draining: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()
+        self._interrupting: str | None = None
+        """Set once a drain interrupts the runs executing here: the error they end with."""
         self.webhooks: WebhookJobs | None = None
         """Webhook deliveries, once ``deliver_webhooks`` was called."""
 
@@ -121,7 +130,7 @@ class ProcrastinateQueue:
         touching = asyncio.create_task(self._touch_runs_forever(), name="run-heartbeats")
         self._workers_running = True
         try:
-            while True:
+            while self._draining is None:
                 try:
                     await self._run_worker(concurrency)
                 except asyncio.CancelledError:
@@ -129,6 +138,8 @@ class ProcrastinateQueue:
                 except Exception as exc:
                     log.error("worker stopped on an error", error=public_message(exc))
                 else:
+                    if self._draining is not None:
+                        break  # drained: every job it had has ended
                     log.warning("worker stopped; starting it again")
                 await asyncio.sleep(1.0)
         finally:
@@ -146,7 +157,8 @@ class ProcrastinateQueue:
         return ok
 
     async def _run_worker(self, concurrency: int) -> None:
-        await self.app.run_worker_async(
+        self._worker = Worker(
+            app=self.app,
             queues=[QUEUE],
             name=self.worker_name,
             concurrency=concurrency,
@@ -154,16 +166,60 @@ class ProcrastinateQueue:
             update_heartbeat_interval=self.heartbeat_seconds,
             stalled_worker_timeout=self.stalled_after_seconds,
             abort_job_polling_interval=1.0,
-            # An agent run can take an hour: on shutdown, interrupt it at once (it can be
-            # continued) rather than hold the worker.
-            shutdown_graceful_timeout=0.0,
+            # A drain decides how long runs may go on (and interrupts them itself); a
+            # cancelled worker (a drain that did not happen) interrupts them at once.
+            shutdown_graceful_timeout=None if self._draining is not None else 0.0,
             fetch_job_polling_interval=1.0,
         )
+        try:
+            await self._worker.run()  # type: ignore[no-untyped-call]
+        finally:
+            self._worker = None
 
     def start_workers(self, concurrency: int) -> None:
         self._tasks.append(asyncio.create_task(self.run_workers(concurrency), name="worker"))
 
+    @property
+    def running(self) -> bool:
+        """Open and not draining (whether its worker is alive is ``healthy``'s to say)."""
+        return bool(self._tasks) and self._draining is None
+
+    def drain(self, grace_seconds: float) -> None:
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain(grace_seconds), name="drain")
+
+    def hurry(self) -> None:
+        self._hurry.set()
+
+    async def _drain(self, grace_seconds: float) -> None:
+        """procrastinate's worker stops fetching jobs (queued runs keep theirs, for the
+        next worker); the runs executing here have the grace period, then are cancelled
+        and end ``interrupted``."""
+        if self._worker is not None:
+            self._worker.shutdown_graceful_timeout = None  # the grace is timed here
+            self._worker.stop()  # type: ignore[no-untyped-call]
+        active = [t for t in self._run_tasks.values() if not t.done()]
+        if active and grace_seconds > 0:
+            log.info("waiting for runs to finish", runs=len(active), grace_seconds=grace_seconds)
+            all_done = asyncio.ensure_future(asyncio.wait(active))
+            hurried = asyncio.ensure_future(self._hurry.wait())
+            await asyncio.wait(
+                [all_done, hurried], timeout=grace_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            all_done.cancel()
+            hurried.cancel()
+        self._interrupting = shutdown_error(grace_seconds)
+        for run_id, task in list(self._run_tasks.items()):
+            if not task.done():
+                log.warning("interrupting run", run_id=run_id, reason=SHUTTING_DOWN)
+                task.cancel()
+        await asyncio.gather(*self._run_tasks.values(), return_exceptions=True)
+
     async def stop(self) -> None:
+        self.drain(0.0)
+        assert self._draining is not None
+        with contextlib.suppress(Exception):
+            await self._draining
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -228,9 +284,11 @@ class ProcrastinateQueue:
     async def _execute(self, context: job_context.JobContext, run_id: str) -> None:
         assert self.runner is not None
 
-        def cause() -> tuple[RunStatus, str] | None:
+        def cause() -> tuple[RunStatus, str, str | None] | None:
+            if self._interrupting is not None:
+                return RunStatus.INTERRUPTED, self._interrupting, SHUTTING_DOWN
             if context.abort_reason() == job_context.AbortReason.SHUTDOWN:
-                return RunStatus.INTERRUPTED, "Worker shut down while the run was executing"
+                return RunStatus.INTERRUPTED, shutdown_error(0.0), SHUTTING_DOWN
             return None
 
         control = RunControl(resolve=cause)
@@ -244,6 +302,9 @@ class ProcrastinateQueue:
             if started is None:
                 raise UserAtCapacity(run_id)  # retried later, the run still queued
         self.executing.add(run_id)
+        task = asyncio.current_task()
+        assert task is not None
+        self._run_tasks[run_id] = task
         try:
             if cap is None and not await policy.run(
                 lambda: self.store.mark_running(run_id, self.worker_name), what="start the run"
@@ -267,6 +328,7 @@ class ProcrastinateQueue:
             raise
         finally:
             self.executing.discard(run_id)
+            self._run_tasks.pop(run_id, None)
 
     # -- dead workers ----------------------------------------------------------------------------
 

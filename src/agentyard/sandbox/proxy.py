@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,16 @@ class ModelProxy:
         *,
         egress: EgressPolicy | None = None,
         timeout: httpx.Timeout | None = None,
+        on_request: Callable[[str, str], None] | None = None,
     ) -> None:
         self.socket_path = socket_path
         self.egress = egress
+        self.on_request = on_request
+        """Told ``(provider, outcome)`` of every model request (the metrics): outcome
+        ``ok``, ``provider_error`` (the provider answered 4xx/5xx), ``unreachable``,
+        ``broken`` (the response stream broke) or ``rejected`` (a bad token, route or body;
+        provider ``unknown`` unless the route is the run's, so that an agent cannot invent
+        label values)."""
         self._grants: dict[str, Grant] = {}
         self._server: asyncio.AbstractServer | None = None
         self._client: httpx.AsyncClient | None = None
@@ -183,6 +191,13 @@ class ModelProxy:
 
     # -- what a request may reach --------------------------------------------------------
 
+    def observe(self, provider: str, outcome: str) -> None:
+        if self.on_request is not None:
+            try:
+                self.on_request(provider, outcome)
+            except Exception:
+                log.exception("counting a model request failed")
+
     def authorise(self, headers: list[tuple[bytes, bytes]]) -> Grant | None:
         for name, value in headers:
             if name in (b"authorization", b"x-api-key", b"x-goog-api-key"):
@@ -236,6 +251,7 @@ class _Connection:
                 if isinstance(part, h11.Data):
                     body += part.data
                     if len(body) > _MAX_BODY:
+                        self.proxy.observe("unknown", "rejected")
                         await self._error(413, "request body too large")
                         return
                 elif isinstance(part, h11.EndOfMessage):
@@ -267,15 +283,17 @@ class _Connection:
     async def _forward(self, request: h11.Request, body: bytes) -> None:
         grant = self.proxy.authorise(list(request.headers))
         if grant is None:
+            self.proxy.observe("unknown", "rejected")
             await self._error(401, "unknown or expired run token")
             return
         target = request.target.decode(errors="replace")
         name, _, rest = target.lstrip("/").partition("/")
-        upstream = grant.routes.get(name.split("?", 1)[0])
+        route = name.split("?", 1)[0]
+        upstream = grant.routes.get(route)
         if upstream is None:
+            self.proxy.observe("unknown", "rejected")
             await self._error(404, f"no model route {name!r} for this run")
             return
-        route = name.split("?", 1)[0]
         url = upstream.base_url.rstrip("/") + "/" + rest
         dropped = _DROPPED_REQUEST if grant.watch is None else _DROPPED_WATCHED
         headers = [(k, v) for k, v in request.headers if k.lower() not in dropped]
@@ -290,12 +308,14 @@ class _Connection:
             )
             response = await client.send(upstream_request, stream=True)
         except httpx.HTTPError as exc:
+            self.proxy.observe(route, "unreachable")
             await self._error(502, f"the model provider could not be reached: {type(exc).__name__}")
             return
         watch = grant.watch
         tap = UsageTap(route) if watch is not None else None
         if watch is not None:
             _told(watch.response, route, response.status_code)
+        outcome = "broken"
         try:
             out_headers = [
                 (k, v) for k, v in response.headers.raw if k.lower() not in _DROPPED_RESPONSE
@@ -312,7 +332,9 @@ class _Connection:
                 if tap is not None and not response.headers.get("content-encoding"):
                     tap.feed(chunk)
             await self._send(h11.EndOfMessage())
+            outcome = "ok" if response.status_code < 400 else "provider_error"
         finally:
+            self.proxy.observe(route, outcome)
             await response.aclose()
             if tap is not None and watch is not None:
                 tap.close()

@@ -154,6 +154,9 @@ def server_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[s
             "AGENTYARD_KEEPALIVE_SECONDS": "1",
             "AGENTYARD_QUEUE_POLL_SECONDS": "0.2",
             "AGENTYARD_LOG_LEVEL": "info",
+            # A stop with a run still executing waits this long for it (the test's own
+            # stop() then waits 20 s): short, unless a test asks for more.
+            "AGENTYARD_SHUTDOWN_GRACE_SECONDS": "2",
         }
     )
     env.update(extra or {})
