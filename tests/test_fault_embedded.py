@@ -45,8 +45,8 @@ async def make_api(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Api]
             sweep_seconds=overrides.pop("sweep_seconds", 60.0),
             **overrides,
         )
-        app = create_app(settings)
-        yard: Agentyard = app.app.state.yard  # type: ignore[attr-defined]
+        yard = Agentyard(settings)
+        app = create_app(settings, yard=yard)
         await yard.start()
         client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
@@ -174,9 +174,9 @@ async def test_a_slot_survives_a_crashing_runner_and_the_sweep_ends_what_it_left
     real_claim = yard.store.claim_next
     gate = asyncio.Event()
 
-    async def claim(worker_id: str) -> Any:
+    async def claim(worker_id: str, *limits: Any) -> Any:
         await gate.wait()
-        return await real_claim(worker_id)
+        return await real_claim(worker_id, *limits)
 
     yard.store.claim_next = claim  # type: ignore[method-assign]
     first = await create(client, "short")
