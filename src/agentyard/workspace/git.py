@@ -84,6 +84,9 @@ _FULL_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 _LOCK_POLL_SECONDS = 0.05
 
+# How many workspaces' trusted configs are remembered (the most recent ones).
+_TRUSTED_MEMORY = 4096
+
 
 @dataclass(frozen=True)
 class FileStat:
@@ -156,6 +159,8 @@ class Git(GitProcess):
         self._locks: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]
         ] = weakref.WeakKeyDictionary()
+        self._trusted: dict[Path, tuple[bytes, list[tuple[str, str]]]] = {}
+        """The config each workspace's git directory was last given, and its entries."""
 
     # -- remote repositories ---------------------------------------------------------
 
@@ -398,28 +403,52 @@ class Git(GitProcess):
         GitError when the layout is refused (nothing is changed then)."""
         gitdir = await asyncio.to_thread(_checked_git_dir, dest, objects_only=False)
         config = gitdir / "config"
-        listing = ""
-        if config.exists():
-            # Read as a plain file, outside any repository: nothing in it is acted upon.
-            listing = await self._run(
-                ["config", "--file", str(config), "--no-includes", "--list", "-z"],
-                cwd=self.state_dir,
-            )
+        try:
+            current: bytes | None = config.read_bytes()
+        except FileNotFoundError:
+            current = None
+        written = self._trusted.get(gitdir)
+        if current is not None and written is not None and current == written[0]:
+            # Byte for byte the file the server wrote last: its entries are those it wrote
+            # (no need for a git process to list them again).
+            entries = written[1]
+        else:
+            listing = ""
+            if current is not None:
+                # Read as a plain file, outside any repository: nothing in it is acted upon.
+                listing = await self._run(
+                    ["config", "--file", str(config), "--no-includes", "--list", "-z"],
+                    cwd=self.state_dir,
+                )
+            entries = []
+            for entry in listing.split("\0"):
+                key, _, value = entry.partition("\n")
+                entries.append((key, value))
         kept: list[tuple[str, str]] = []
-        for entry in listing.split("\0"):
-            key, _, value = entry.partition("\n")
+        for key, value in entries:
             if key and (_SAFE_CONFIG.match(key) or (url is None and _ORIGIN_CONFIG.match(key))):
                 kept.append((key, value))
         if url is not None:
             kept.append(("remote.origin.url", url))
             kept.append(("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"))
         await asyncio.to_thread(_drop_git_files, gitdir)
+        text = _config_text(kept).encode()
+        self._remember(gitdir, text, kept)
+        if current == text:
+            return  # already exactly that (a plain file: _checked_git_dir saw no symlink)
         staging = gitdir / f"config.agentyard-{uuid.uuid4().hex[:8]}"
         try:
-            staging.write_text(_config_text(kept))
+            staging.write_bytes(text)
             os.replace(staging, config)
         finally:
             staging.unlink(missing_ok=True)
+
+    def _remember(self, gitdir: Path, text: bytes, kept: list[tuple[str, str]]) -> None:
+        """Note the config the server made trustworthy in ``gitdir`` (a bounded memory)."""
+        self._trusted.pop(gitdir, None)
+        self._trusted[gitdir] = (text, kept)
+        while len(self._trusted) > _TRUSTED_MEMORY:
+            del self._trusted[next(iter(self._trusted))]
 
     @contextlib.asynccontextmanager
     async def _object_store(
