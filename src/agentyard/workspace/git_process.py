@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agentyard.core.spawning import EXEC_WRITE_LOCK
+
 TOKEN_ENV = "AGENTYARD_GIT_TOKEN"
 HOST_ENV = "AGENTYARD_GIT_HOST"
 TOKEN_USERNAME = "x-access-token"
@@ -103,9 +105,10 @@ class GitProcess:
             return
         # Written aside and renamed, so a concurrent git never runs a half-written script.
         staging = self.askpass.with_name(f".askpass.{uuid.uuid4().hex}")
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(_ASKPASS)
+        with EXEC_WRITE_LOCK:  # see agentyard.core.spawning
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(_ASKPASS)
         os.replace(staging, self.askpass)
 
     def _env(self, url: str | None, token: str | None, allow_file: bool) -> dict[str, str]:
@@ -232,15 +235,16 @@ class _Call:
         with self._lock:
             if self._cancelled:
                 return -1, b"", b""
-            proc = self._proc = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
+            with EXEC_WRITE_LOCK:  # see agentyard.core.spawning
+                proc = self._proc = subprocess.Popen(
+                    self.argv,
+                    cwd=self.cwd,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
         try:
             out, err = proc.communicate(timeout=self.timeout)
         except BaseException:
