@@ -386,7 +386,7 @@ class Runner:
                 values["session_id"] = outcome.session_id
         error = redactor.redact(error) if error else error
         if outcome is not None and outcome.detail:
-            values["status_detail"] = outcome.detail
+            status_detail = status_detail or outcome.detail
         # A terminal write is retried until it lands (also past a full disk): a run must
         # never stay ``running`` after its executor let go of it.
         ended = await self.policy.run(
