@@ -3,7 +3,7 @@
 Prints:
 - the median end-to-end time of a task through the server (POST to the `finish` event on
   its SSE stream) divided by the median time of the same script run directly through the SDK
-  (`claude_agent_sdk.query`), and both medians;
+  (`claude_agent_sdk.query`), both medians and their difference (the time the server adds);
 - p50/p99 of the time from POST to the agent process starting (the CLI process carrying the
   run's id appearing on the machine);
 - the median end-to-end time again with 50 SSE subscribers on every run (a run must not slow
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import threading
@@ -183,10 +184,14 @@ def main() -> None:
         finally:
             server.stop()
     d, s = statistics.median(direct), statistics.median(through)
-    print(f"runs: {args.runs}, sandbox: {args.sandbox}")
+    one, five, fifteen = os.getloadavg()
+    print(
+        f"runs: {args.runs}, sandbox: {args.sandbox}, cores: {os.cpu_count()}, "
+        f"load average: {one:.2f} {five:.2f} {fifteen:.2f} (at end)"
+    )
     print(f"direct through the SDK: median {d * 1000:.0f} ms")
     print(f"through the server:     median {s * 1000:.0f} ms")
-    print(f"ratio server/direct:    {s / d:.2f}")
+    print(f"ratio server/direct:    {s / d:.2f} (the server adds {(s - d) * 1000:.0f} ms)")
     print(
         f"POST -> agent process started: p50 {percentile(spawn, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(spawn, 0.99) * 1000:.1f} ms"

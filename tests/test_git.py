@@ -423,6 +423,27 @@ async def test_init_workspace(git: Git, tmp_path: Path) -> None:
         await git.init_workspace(dest)
 
 
+async def test_new_workspaces_are_independent_copies(git: Git, tmp_path: Path) -> None:
+    """Workspaces made from the server's template share only their first commit: work in
+    one is not in the other, a config an agent plants in one is dropped there and never
+    reaches the template or the next workspace."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    base = await git.init_workspace(first)
+    (first / "a.txt").write_text("a\n")
+    sh(first, "config", "core.fsmonitor", _evil(tmp_path, "fsmonitor"))
+    head = await git.commit_all(first, "Add a")
+    assert head and head != base
+    assert "fsmonitor" not in (first / ".git" / "config").read_text()
+    assert await git.init_workspace(second) == base
+    assert sh(second, "rev-parse", "HEAD") == base and not (second / "a.txt").exists()
+    assert "fsmonitor" not in (second / ".git" / "config").read_text()
+    sh(first, "config", "core.fsmonitor", _evil(tmp_path, "fsmonitor-again"))
+    assert await git.commit_all(first, "Nothing") is None
+    assert "fsmonitor" not in (first / ".git" / "config").read_text()
+    sh(second, "fsck", "--strict")
+    assert sorted(p.name for p in tmp_path.glob("pwned*")) == []
+
+
 async def test_diff_stats_and_unified_diff(git: Git, tmp_path: Path) -> None:
     """diff_stats lists each changed file with lines added/removed (binary files flagged),
     totals, and the commits of base..head oldest first; unified_diff is git's patch."""

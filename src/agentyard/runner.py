@@ -337,8 +337,8 @@ class Runner:
         """Commit the agent's changes (and push them, for a repository); the run's diff
         statistics, commits and pull request, and why the push failed if it did."""
         title = (run.prompt.strip().splitlines() or ["Agent run"])[0][:72]
-        await self.workspaces.commit(prepared.path, f"{title}\n\nAgentyard run {run.run_id}")
-        stats = await self.workspaces.stats(prepared.path, prepared.base_sha)
+        head = await self.workspaces.commit(prepared.path, f"{title}\n\nAgentyard run {run.run_id}")
+        stats = await self.workspaces.stats(prepared.path, prepared.base_sha, head)
         if chat.repo_url and stats["commits"]:
             try:
                 await self.workspaces.publish(chat, prepared.path, token)
@@ -386,7 +386,7 @@ class Runner:
                 values["session_id"] = outcome.session_id
         error = redactor.redact(error) if error else error
         if outcome is not None and outcome.detail:
-            status_detail = outcome.detail  # a limit, a rejected key: says more than the status
+            status_detail = status_detail or outcome.detail
         # A terminal write is retried until it lands (also past a full disk): a run must
         # never stay ``running`` after its executor let go of it.
         ended = await self.policy.run(

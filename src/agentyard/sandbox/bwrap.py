@@ -29,6 +29,7 @@ from pathlib import Path
 
 import structlog
 
+from agentyard.core.spawning import EXEC_WRITE_LOCK
 from agentyard.sandbox import bridge
 from agentyard.sandbox.base import (
     SANDBOX_HOME,
@@ -141,9 +142,10 @@ class _Run:
             f"echo $$ > {shlex.quote(str(p / 'cgroup.procs'))} || exit 126" for p in self.cgroups
         ]
         lines.append("exec " + " ".join(argv))
-        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(lines) + "\n")
+        with EXEC_WRITE_LOCK:  # no process forked from a thread holds it open for writing
+            fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+            with os.fdopen(fd, "w") as fh:
+                fh.write("\n".join(lines) + "\n")
         return str(script)
 
     def endpoint(self, route: str, base_url: str, api_key: str, auth: str) -> Endpoint:

@@ -102,6 +102,11 @@ runs = sa.Table(
     sa.Index("ix_runs_status_created_at", "status", "created_at"),
     sa.Index("ix_runs_user_id_created_at", "user_id", "created_at"),
     sa.Index("ix_runs_chat_id_created_at", "chat_id", "created_at"),
+    # The claim asks, for every queued run, how many runs its user has running and whether
+    # its chat has one running or an earlier one queued: point look-ups with these two (without
+    # them SQLite walks every queued run per queued run: 1,000 queued, 0.4 s a claim).
+    sa.Index("ix_runs_status_user_id", "status", "user_id"),
+    sa.Index("ix_runs_chat_id_status_created_at", "chat_id", "status", "created_at"),
 )
 
 messages = sa.Table(

@@ -84,6 +84,9 @@ _FULL_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 _LOCK_POLL_SECONDS = 0.05
 
+# How many config texts written by the server are remembered (the most recent ones).
+_TRUSTED_MEMORY = 1024
+
 
 @dataclass(frozen=True)
 class FileStat:
@@ -156,6 +159,9 @@ class Git(GitProcess):
         self._locks: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]
         ] = weakref.WeakKeyDictionary()
+        self._trusted: dict[bytes, list[tuple[str, str]]] = {}
+        """Config texts the server wrote into workspaces, and the entries each holds."""
+        self._template: tuple[Path, str] | None = None
 
     # -- remote repositories ---------------------------------------------------------
 
@@ -241,23 +247,51 @@ class Git(GitProcess):
 
     async def init_workspace(self, dest: Path) -> str:
         """A fresh repository on ``main`` with one empty commit (for tasks without a
-        repository); that commit's sha."""
+        repository); that commit's sha.
+
+        A copy of the server's template repository (made once, in its private state
+        directory): no git process per workspace. Every such workspace starts at the same
+        commit, which is all a run's diff (``base..head``) needs."""
         if dest.exists() and any(dest.iterdir()):
             raise GitError(f"git init: {dest} already exists and is not empty")
         created = not dest.exists()
         try:
-            dest.mkdir(parents=True, exist_ok=True)
-            await self._run(["init", "--quiet", "-b", "main"], cwd=dest)
-            await self._run(
-                ["-c", "commit.gpgSign=false", "commit", "--quiet", "--no-verify",
-                 "--allow-empty", "-m", "Workspace created"],
-                cwd=dest,
-            )  # fmt: skip
-            return await self._rev_parse(dest, "HEAD")
+            template, sha = await self._workspace_template()
+            await asyncio.to_thread(
+                shutil.copytree, template, dest, symlinks=True, dirs_exist_ok=True
+            )
+            return sha
         except BaseException:
             if created and dest.exists():
                 await asyncio.to_thread(shutil.rmtree, dest, True)
             raise
+
+    async def _workspace_template(self) -> tuple[Path, str]:
+        """The template of new workspaces and its commit: built aside and renamed into place
+        the first time (another process sharing the state directory may win the rename)."""
+        if self._template is not None:
+            return self._template
+        template = self.state_dir / "workspace-template"
+        if not template.is_dir():
+            staging = self.state_dir / f".workspace-template-{uuid.uuid4().hex[:8]}"
+            try:
+                staging.mkdir()
+                await self._run(["init", "--quiet", "-b", "main"], cwd=staging)
+                await self._run(
+                    ["-c", "commit.gpgSign=false", "commit", "--quiet", "--no-verify",
+                     "--allow-empty", "-m", "Workspace created"],
+                    cwd=staging,
+                )  # fmt: skip
+                # Its config as the server writes it, so a copy's is known without a process.
+                await self._trust_workspace(staging)
+                with contextlib.suppress(OSError):  # lost the race: the winner's is as good
+                    staging.rename(template)
+            finally:
+                if staging.exists():
+                    await asyncio.to_thread(shutil.rmtree, staging, True)
+        await self._trust_workspace(template)
+        self._template = (template, await self._rev_parse(template, "HEAD"))
+        return self._template
 
     async def create_branch(self, dest: Path, name: str) -> None:
         """Create branch ``name`` at HEAD and check it out."""
@@ -398,28 +432,53 @@ class Git(GitProcess):
         GitError when the layout is refused (nothing is changed then)."""
         gitdir = await asyncio.to_thread(_checked_git_dir, dest, objects_only=False)
         config = gitdir / "config"
-        listing = ""
-        if config.exists():
-            # Read as a plain file, outside any repository: nothing in it is acted upon.
-            listing = await self._run(
-                ["config", "--file", str(config), "--no-includes", "--list", "-z"],
-                cwd=self.state_dir,
-            )
+        try:
+            current: bytes | None = config.read_bytes()
+        except FileNotFoundError:
+            current = None
+        known = self._trusted.get(current) if current is not None else None
+        if known is not None:
+            # Byte for byte a config the server wrote: its entries are the ones written (no
+            # git process needed to list them again).
+            entries = known
+        else:
+            listing = ""
+            if current is not None:
+                # Read as a plain file, outside any repository: nothing in it is acted upon.
+                listing = await self._run(
+                    ["config", "--file", str(config), "--no-includes", "--list", "-z"],
+                    cwd=self.state_dir,
+                )
+            entries = []
+            for entry in listing.split("\0"):
+                key, _, value = entry.partition("\n")
+                entries.append((key, value))
         kept: list[tuple[str, str]] = []
-        for entry in listing.split("\0"):
-            key, _, value = entry.partition("\n")
+        for key, value in entries:
             if key and (_SAFE_CONFIG.match(key) or (url is None and _ORIGIN_CONFIG.match(key))):
                 kept.append((key, value))
         if url is not None:
             kept.append(("remote.origin.url", url))
             kept.append(("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"))
         await asyncio.to_thread(_drop_git_files, gitdir)
+        text = _config_text(kept).encode()
+        self._remember(text, kept)
+        if current == text:
+            return  # already exactly that (a plain file: _checked_git_dir saw no symlink)
         staging = gitdir / f"config.agentyard-{uuid.uuid4().hex[:8]}"
         try:
-            staging.write_text(_config_text(kept))
+            staging.write_bytes(text)
             os.replace(staging, config)
         finally:
             staging.unlink(missing_ok=True)
+
+    def _remember(self, text: bytes, kept: list[tuple[str, str]]) -> None:
+        """Note a config text the server wrote and its entries (a bounded memory: most
+        workspaces share a handful of texts)."""
+        self._trusted.pop(text, None)
+        self._trusted[text] = list(kept)
+        while len(self._trusted) > _TRUSTED_MEMORY:
+            del self._trusted[next(iter(self._trusted))]
 
     @contextlib.asynccontextmanager
     async def _object_store(

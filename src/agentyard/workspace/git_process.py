@@ -16,9 +16,14 @@ import contextlib
 import os
 import re
 import signal
+import subprocess
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from agentyard.core.spawning import EXEC_WRITE_LOCK
 
 TOKEN_ENV = "AGENTYARD_GIT_TOKEN"
 HOST_ENV = "AGENTYARD_GIT_HOST"
@@ -100,9 +105,10 @@ class GitProcess:
             return
         # Written aside and renamed, so a concurrent git never runs a half-written script.
         staging = self.askpass.with_name(f".askpass.{uuid.uuid4().hex}")
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(_ASKPASS)
+        with EXEC_WRITE_LOCK:  # see agentyard.core.spawning
+            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(_ASKPASS)
         os.replace(staging, self.askpass)
 
     def _env(self, url: str | None, token: str | None, allow_file: bool) -> dict[str, str]:
@@ -192,30 +198,71 @@ class GitProcess:
         # git must find no repository above cwd (e.g. the server's own checkout).
         env["GIT_CEILING_DIRECTORIES"] = str(cwd.parent)
         env.update(extra_env or {})
-        proc = await asyncio.create_subprocess_exec(
-            *self._argv(args, allow_file),
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        call = _Call(self._argv(args, allow_file), cwd, env, self.timeout)
+        future = asyncio.get_running_loop().run_in_executor(_THREADS, call.run)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except BaseException as exc:
-            # Timeout or cancellation: git, its remote helper and askpass share the group.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await asyncio.shield(proc.wait())
-            if isinstance(exc, TimeoutError):
-                command = _subcommand(args)
-                raise GitError(
-                    f"git {command} timed out after {self.timeout:g}s", command
-                ) from None
+            code, out, err = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            call.cancel()  # git, its remote helper and askpass share the group
+            with contextlib.suppress(BaseException):
+                await future
             raise
-        code = proc.returncode if proc.returncode is not None else -1
+        except subprocess.TimeoutExpired:
+            command = _subcommand(args)
+            raise GitError(f"git {command} timed out after {self.timeout:g}s", command) from None
         return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+# git runs from these threads, blocking: subprocess starts it with vfork, which costs the
+# same whatever the server's size, where the event loop's own spawn (uvloop: fork) copies
+# the server's page tables, stalls the loop meanwhile and took 15 ms a process. Enough
+# threads that slow network calls (a clone, a push) never hold up the quick local ones.
+_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="agentyard-git")
+
+
+class _Call:
+    """One git process, run blocking in a thread; cancellable from the event loop."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> None:
+        self.argv, self.cwd, self.env, self.timeout = argv, cwd, env, timeout
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cancelled = False
+
+    def run(self) -> tuple[int, bytes, bytes]:
+        """Exit code, stdout and stderr; ``subprocess.TimeoutExpired`` after the timeout
+        (the group killed and reaped)."""
+        with self._lock:
+            if self._cancelled:
+                return -1, b"", b""
+            with EXEC_WRITE_LOCK:  # see agentyard.core.spawning
+                proc = self._proc = subprocess.Popen(
+                    self.argv,
+                    cwd=self.cwd,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+        try:
+            out, err = proc.communicate(timeout=self.timeout)
+        except BaseException:
+            self._kill(proc)
+            proc.communicate()
+            raise
+        return proc.returncode, out, err
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            if self._proc is not None and self._proc.returncode is None:
+                self._kill(self._proc)
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _subcommand(args: list[str]) -> str:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from agentyard.core.models import Chat
 from agentyard.core.repo_rules import parse_repo_url
-from agentyard.workspace.git import Git, GitError
+from agentyard.workspace.git import DiffStats, Git, GitError
 
 T = TypeVar("T")
 
@@ -57,7 +57,9 @@ class Workspaces:
                     base_branch = await self.git.remote_default_branch(url, token)
                 await self._prepare_repo(chat, url, base_branch, path, token)
             elif not path.exists():
-                await self._create(path, self.git.init_workspace)
+                # Just made by the server, untouched by any agent: its head is the one commit.
+                head = await self._create(path, self.git.init_workspace)
+                return Prepared(path, head, base_branch)
             head = await self.git.head(path)
         except GitError as exc:
             raise WorkspaceError(str(exc)) from None
@@ -85,14 +87,15 @@ class Workspaces:
 
         await self._create(path, checkout)
 
-    async def _create(self, path: Path, build: Callable[[Path], Awaitable[object]]) -> None:
+    async def _create(self, path: Path, build: Callable[[Path], Awaitable[T]]) -> T:
         """Build the new workspace aside and rename it into place: a run cancelled half-way
-        never leaves a broken workspace behind."""
+        never leaves a broken workspace behind. What ``build`` returned."""
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
         try:
-            await build(staging)
+            built = await build(staging)
             staging.rename(path)
+            return built
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -101,9 +104,15 @@ class Workspaces:
         """Commit everything the agent changed; the new head, or None if nothing changed."""
         return await self._local(self.git.commit_all(path, message))
 
-    async def stats(self, path: Path, base: str) -> dict[str, Any]:
-        """Files changed with lines added/removed, and the commits, of ``base..HEAD``."""
-        return (await self._local(self.git.diff_stats(path, base))).to_dict()
+    async def stats(self, path: Path, base: str, head: str | None = None) -> dict[str, Any]:
+        """Files changed with lines added/removed, and the commits, of ``base..head``
+        (``head``: a commit id the server resolved itself; by default ``HEAD`` now)."""
+        if head is None:
+            head = await self._local(self.git.head(path))
+        if head == base:
+            # Two ids the server resolved to commits itself: nothing between them to diff.
+            return DiffStats(base_sha=base, head_sha=head, commits=[]).to_dict()
+        return (await self._local(self.git.diff_stats(path, base, head))).to_dict()
 
     async def diff(self, path: Path, base: str, head: str) -> str:
         return await self._local(self.git.unified_diff(path, base, head))

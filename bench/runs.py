@@ -1,0 +1,181 @@
+"""What the server adds per run, and how fast a deep queue drains, with the command runtime.
+
+Prints, with the machine's core count and load average:
+- a trivial command task (``true``): the median of POST to the ``finish`` event on its SSE
+  stream, the median of ``true`` started alone through the same sandbox wrapper (bwrap, the
+  per-run script, no server), and the difference: the time the server adds per run
+  (workspace, git, events, bookkeeping);
+- 1,000 trivial tasks POSTed at once (``AGENTYARD_MAX_CONCURRENT_RUNS=4``): the drain rate
+  (tasks from the first POST to the last ``completedAt``), how fast the burst was answered,
+  and the latency p50/p99 of POSTs made one at a time while the queue drains (the burst's
+  own latencies are mostly its wait for a connection).
+
+Usage: python bench/runs.py [--runs 20] [--tasks 1000] [--probes 100] [--sandbox bwrap|none]
+"""
+
+# ruff: noqa: ASYNC221  (a benchmark: the timed sandbox wrapper is started blocking)
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from agentyard.sandbox.base import SandboxRequest
+from agentyard.sandbox.bwrap import BwrapSandbox
+from agentyard.testing.harness import API_KEY, ServerProcess, server_env, sse_frames
+
+COMMANDS = {"true": {"argv": ["true"]}}
+TASK = {"prompt": "nothing", "agent": "command", "model": "true"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def machine() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"cores: {os.cpu_count()}, load average: {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+async def true_alone(root: Path, runs: int, sandbox: str) -> list[float]:
+    """``true`` as the run's agent process, without the server: through the sandbox wrapper
+    (bwrap) when the server confines its runs, else directly."""
+    times = []
+    if sandbox == "none":
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run(["true"], check=True)
+            times.append(time.perf_counter() - t)
+        return times
+    (root / "ws").mkdir(parents=True)
+    (root / "state").mkdir()
+    box = BwrapSandbox(data_dir=root / "box")
+    await box.start()
+    try:
+        async with box.confine(SandboxRequest("bench-run", root / "ws", root / "state")) as run:
+            env = run.environment({})
+            wrapper = run.command("true", env)
+            for _ in range(runs):
+                t = time.perf_counter()
+                subprocess.run([wrapper], env=env, check=True)
+                times.append(time.perf_counter() - t)
+    finally:
+        await box.stop()
+    return times
+
+
+def trivial_runs(server: ServerProcess, runs: int) -> list[float]:
+    """POST -> ``finish`` on the run's stream, one run at a time (after one warm-up run)."""
+    times = []
+    with server.client() as client:
+        for i in range(runs + 1):
+            posted = time.perf_counter()
+            run = client.post("/api/v1/tasks", json=TASK).json()
+            path = f"/api/v1/tasks/{run['runId']}/logs/stream"
+            with client.stream("GET", path, timeout=60) as response:
+                for frame in sse_frames(response):
+                    if frame.data and frame.data["type"] == "finish":
+                        assert frame.data["status"] == "completed", frame.data
+            if i:
+                times.append(time.perf_counter() - posted)
+    return times
+
+
+def parse(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+async def drain(server: ServerProcess, tasks: int, probes: int) -> tuple[float, float, list[float]]:
+    """POST ``tasks`` trivial tasks at once (on 32 connections), then, while they drain,
+    ``probes`` more one at a time (a user creating a task meanwhile). Returns the drain rate
+    in tasks/s (the first POST to the last ``completedAt``, over all of them), the burst's
+    POSTs per second, and each probe POST's latency."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with httpx.AsyncClient(
+        base_url=server.url, headers=headers, timeout=120, limits=limits
+    ) as client:
+
+        async def post() -> str:
+            r = await client.post("/api/v1/tasks", json=TASK)
+            assert r.status_code == 200, r.text
+            return str(r.json()["runId"])
+
+        first = time.time()
+        ids = list(await asyncio.gather(*(post() for _ in range(tasks))))
+        burst = tasks / (time.time() - first)
+        latencies = []
+        for _ in range(probes):
+            t = time.perf_counter()
+            ids.append(await post())
+            latencies.append(time.perf_counter() - t)
+            await asyncio.sleep(0.05)
+        # Runs start in order: wait for each in turn, then read every completedAt.
+        for run_id in ids:
+            while True:
+                body = (await client.get(f"/api/v1/tasks/{run_id}/status")).json()
+                if body["status"] in {"completed", "failed", "cancelled", "interrupted"}:
+                    assert body["status"] == "completed", body
+                    break
+                await asyncio.sleep(0.2)
+        completed = []
+        for run_id in ids:
+            task = (await client.get(f"/api/v1/tasks/{run_id}")).json()
+            completed.append(parse(task["completedAt"]))
+    return len(ids) / (max(completed) - first), burst, latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--probes", type=int, default=100)
+    parser.add_argument("--sandbox", choices=["bwrap", "none"], default="bwrap")
+    args = parser.parse_args()
+    print(f"{machine()} (at start); sandbox: {args.sandbox}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        alone = asyncio.run(true_alone(root / "alone", args.runs, args.sandbox))
+        base = {"AGENTYARD_COMMANDS": json.dumps(COMMANDS), "AGENTYARD_LOG_LEVEL": "warning"}
+        base["AGENTYARD_SANDBOX"] = args.sandbox
+        one = {**base, "AGENTYARD_MAX_CONCURRENT_RUNS": "1"}
+        server = ServerProcess(root / "one", server_env(root / "one", one)).start()
+        try:
+            through = trivial_runs(server, args.runs)
+        finally:
+            server.stop()
+        four = {**base, "AGENTYARD_MAX_CONCURRENT_RUNS": "4"}
+        server = ServerProcess(root / "four", server_env(root / "four", four)).start()
+        try:
+            rate, burst, latencies = asyncio.run(drain(server, args.tasks, args.probes))
+        finally:
+            server.stop()
+    s, a = statistics.median(through), statistics.median(alone)
+    what = "through the sandbox wrapper" if args.sandbox == "bwrap" else "directly"
+    print(f"trivial command task `true` ({args.runs} runs, one at a time):")
+    print(f"  POST -> finish on its stream: median {s * 1000:.1f} ms")
+    print(f"  `true` alone, {what}: median {a * 1000:.1f} ms")
+    print(f"  the server adds per run: {(s - a) * 1000:.1f} ms")
+    print(f"{args.tasks} trivial tasks POSTed at once, 4 slots:")
+    print(f"  drained at {rate:.1f} tasks/s (first POST to last completedAt)")
+    print(f"  the burst's POSTs answered at {burst:.0f}/s (32 connections)")
+    print(
+        f"  POST latency while draining ({len(latencies)} POSTs one at a time): "
+        f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms"
+    )
+    print(f"{machine()} (at end)")
+
+
+if __name__ == "__main__":
+    main()
