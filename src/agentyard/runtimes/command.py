@@ -107,9 +107,10 @@ class CommandRuntime:
             return RunOutcome(ok=False, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
         tail: deque[str] = deque(maxlen=_STDERR_TAIL)
         assert proc.stdout is not None and proc.stderr is not None
+        read = _Progress()
         pumps = [
-            asyncio.create_task(_pump(proc.stdout, "stdout", emit, None)),
-            asyncio.create_task(_pump(proc.stderr, "stderr", emit, tail)),
+            asyncio.create_task(_pump(proc.stdout, "stdout", emit, None, read)),
+            asyncio.create_task(_pump(proc.stderr, "stderr", emit, tail, read)),
         ]
         try:
             async with asyncio.timeout(timeout):
@@ -119,7 +120,7 @@ class CommandRuntime:
                         await proc.stdin.drain()
                     proc.stdin.close()
                 code = await _exit_code(proc, pumps)
-                await _drain(proc, pumps, spec.run_id)
+                await _drain(proc, pumps, spec.run_id, read)
         except TimeoutError:
             _kill_group(proc)
             await proc.wait()
@@ -159,32 +160,65 @@ async def _exit_code(proc: asyncio.subprocess.Process, pumps: list[asyncio.Task[
     return waiter.result()
 
 
+class _Progress:
+    """What the pumps are doing: a drain goes on while they read or store output."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.reading = 0
+        """Pumps waiting for output (not storing what they read)."""
+
+
 async def _drain(
-    proc: asyncio.subprocess.Process, pumps: list[asyncio.Task[None]], run_id: str
+    proc: asyncio.subprocess.Process,
+    pumps: list[asyncio.Task[None]],
+    run_id: str,
+    read: _Progress,
 ) -> None:
-    """After the agent's exit, what it wrote is read to the end; if something it left
-    behind holds its output open, the run's remaining processes are killed (its process
-    group, and every process carrying the run's marker), and what is left is read for
-    another moment."""
-    _, pending = await asyncio.wait(pumps, timeout=_DRAIN_SECONDS)
-    if pending:
+    """After the agent's exit, what it wrote is read to the end, however long that takes
+    while output keeps coming (a busy server stores it slowly: nothing may be cut). If the
+    output stays open and silent for a moment, something the agent left behind holds it:
+    the run's remaining processes are killed (its process group, and every process carrying
+    the run's marker), and what is left is read to the end."""
+    if await _until_silent(pumps, read):
         _kill_group(proc)
         await asyncio.to_thread(kill_run_processes, run_id)
-        await asyncio.wait(pending, timeout=_DRAIN_SECONDS)
+        await _until_silent(pumps, read)
     for pump in pumps:
         if pump.done():
             pump.result()  # a failure to write its events
 
 
+async def _until_silent(pumps: list[asyncio.Task[None]], read: _Progress) -> bool:
+    """Wait for the pumps to reach the end of their streams; True if they are still open
+    after ``_DRAIN_SECONDS`` in which nothing came (every open pump waiting for output)."""
+    while True:
+        before = read.chunks
+        _, pending = await asyncio.wait(pumps, timeout=_DRAIN_SECONDS)
+        if not pending:
+            return False
+        if read.chunks == before and read.reading == len(pending):
+            return True
+
+
 async def _pump(
-    stream: asyncio.StreamReader, block_id: str, emit: Emit, tail: deque[str] | None
+    stream: asyncio.StreamReader,
+    block_id: str,
+    emit: Emit,
+    tail: deque[str] | None,
+    read: _Progress,
 ) -> None:
     """Each output line as a text delta. Read in chunks: a line longer than a chunk (or
     with no newline at all) is still delivered, in pieces of at most ``_LINE_MAX``."""
     opened = False
     pending = b""
     while True:
-        chunk = await stream.read(_CHUNK)
+        read.reading += 1
+        try:
+            chunk = await stream.read(_CHUNK)
+        finally:
+            read.reading -= 1
+        read.chunks += 1
         if chunk:
             pending += chunk
             *lines, pending = pending.split(b"\n")
