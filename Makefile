@@ -76,8 +76,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The suite runs on two workers, a test module to each at a time (its servers are shared by
+# its tests); PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 unit: install
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: lint typecheck unit
 
