@@ -83,6 +83,7 @@ test: lint typecheck unit
 
 bench: install
 	$(BIN)/python bench/lifecycle.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .agentyard .pytest_cache .mypy_cache .ruff_cache
