@@ -100,6 +100,20 @@ class EventLog:
         self, run_id: str, after_seq: int = 0, keepalive: float = 15.0
     ) -> AsyncIterator[StoredEvent | None]:
         """Events after ``after_seq``, live, until ``finish``; ``None`` marks a keep-alive tick."""
+        async for batch in self.follow_batches(run_id, after_seq, keepalive):
+            if batch is None:
+                yield None
+                continue
+            for item in batch:
+                yield item
+
+    async def follow_batches(
+        self, run_id: str, after_seq: int = 0, keepalive: float = 15.0
+    ) -> AsyncIterator[list[StoredEvent] | None]:
+        """Like :meth:`follow`, but every event ready at once comes in one list (a page of
+        the table, or all the live events buffered since the last look): a stream writes
+        them in one go, so that a subscriber behind catches up in one write, not one each.
+        A list is never empty; the last one ends with ``finish``."""
         sub = self.bus.subscribe(run_id)  # before reading, so nothing slips between the two
         last = after_seq
         try:
@@ -119,15 +133,19 @@ class EventLog:
                         if self.bus.closing:
                             return
                         continue
-                    for item in page:
-                        yield item
-                        last = item.seq
+                    for n, item in enumerate(page):
                         if item.type == ev.FINISH:
+                            yield page[: n + 1]
                             return
+                    if page:
+                        last = page[-1].seq
+                        yield page
                     if len(page) < _PAGE:
                         break
                 # Then take live events from the buffer while they follow on without a gap.
                 while not sub.stale:
+                    batch: list[StoredEvent] = []
+                    finished = False
                     while sub.buffer and not sub.stale:
                         item = sub.buffer.popleft()
                         if item.seq <= last:
@@ -135,17 +153,24 @@ class EventLog:
                         if item.seq != last + 1:
                             sub.stale = True
                             break
-                        yield item
+                        batch.append(item)
                         last = item.seq
                         if item.type == ev.FINISH:
-                            return
+                            finished = True
+                            break
+                    if batch:
+                        yield batch
+                    if finished:
+                        return
                     if sub.stale:
                         break
                     sub.wake.clear()
                     if sub.buffer or sub.stale:
                         continue
                     try:
-                        await asyncio.wait_for(sub.wake.wait(), timeout=keepalive)
+                        # asyncio.timeout, not wait_for: no task made per wake-up.
+                        async with asyncio.timeout(keepalive):
+                            await sub.wake.wait()
                     except TimeoutError:
                         yield None
                         # A cheap re-read guards against a wake-up lost between processes.
