@@ -224,6 +224,9 @@ async def fan_out(server: ServerProcess, key: str, subscribers: int, seconds: in
         run_id = response.json()["runId"]
         subs = [Subscriber() for _ in range(subscribers)]
         usage_before = resource.getrusage(resource.RUSAGE_SELF)
+        assert server.proc is not None
+        server_cpu = psutil.Process(server.proc.pid)
+        server_before = sum(server_cpu.cpu_times()[:2])
         wall_before = time.monotonic()
         path = f"/api/v1/tasks/{run_id}/logs/stream"
         tasks = [asyncio.create_task(s.run("127.0.0.1", server.port, path, key)) for s in subs]
@@ -232,6 +235,7 @@ async def fan_out(server: ServerProcess, key: str, subscribers: int, seconds: in
         connected_in = time.monotonic() - connect_started
         await asyncio.wait_for(asyncio.gather(*tasks), seconds + delay + 120)
         usage_after = resource.getrusage(resource.RUSAGE_SELF)
+        server_used = sum(server_cpu.cpu_times()[:2]) - server_before
         wall = time.monotonic() - wall_before
     cpu = (usage_after.ru_utime + usage_after.ru_stime) - (
         usage_before.ru_utime + usage_before.ru_stime
@@ -253,8 +257,9 @@ async def fan_out(server: ServerProcess, key: str, subscribers: int, seconds: in
     )
     print(
         f"  all connected in {connected_in:.2f} s{late}; client CPU "
-        f"{cpu / wall * 100:.0f} % of one core over {wall:.1f} s; mean "
-        f"{statistics.mean(latencies) * 1000:.1f} ms"
+        f"{cpu / wall * 100:.0f} % of one core over {wall:.1f} s; server CPU "
+        f"{server_used:.1f} s ({server_used / max(1, len(latencies)) * 1e6:.0f} us per line "
+        f"delivered); mean {statistics.mean(latencies) * 1000:.1f} ms"
     )
 
 

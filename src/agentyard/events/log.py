@@ -116,6 +116,23 @@ class EventLog:
         A list is never empty; the last one ends with ``finish``."""
         sub = self.bus.subscribe(run_id)  # before reading, so nothing slips between the two
         last = after_seq
+        # One timer per keep-alive interval, not one per wait: a stream that sent something
+        # since the timer was set is only looked at again a keep-alive after that.
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        tick = False
+        timer: asyncio.TimerHandle
+
+        def check() -> None:
+            nonlocal timer, tick
+            due = quiet_since + keepalive
+            if loop.time() >= due:
+                tick = True
+                sub.wake.set()
+                due = loop.time() + keepalive
+            timer = loop.call_at(due, check)
+
+        timer = loop.call_at(quiet_since + keepalive, check)
         try:
             while not self.bus.closing:
                 # Catch up from the table; a wake-up arriving meanwhile marks it stale again.
@@ -160,6 +177,7 @@ class EventLog:
                             break
                     if batch:
                         yield batch
+                        quiet_since = loop.time()
                     if finished:
                         return
                     if sub.stale:
@@ -167,15 +185,16 @@ class EventLog:
                     sub.wake.clear()
                     if sub.buffer or sub.stale:
                         continue
-                    try:
-                        # asyncio.timeout, not wait_for: no task made per wake-up.
-                        async with asyncio.timeout(keepalive):
-                            await sub.wake.wait()
-                    except TimeoutError:
+                    if not tick:
+                        await sub.wake.wait()
+                    if tick:
+                        tick = False
                         yield None
+                        quiet_since = loop.time()
                         # A cheap re-read guards against a wake-up lost between processes.
                         sub.stale = True
                     if self.bus.closing:
                         return
         finally:
+            timer.cancel()
             self.bus.unsubscribe(sub)
