@@ -59,9 +59,45 @@ _RUN_BY_ID = t.runs.select().where(t.runs.c.run_id == sa.bindparam("run_id"))
 """Built once: a statement is cheap to run from SQLAlchemy's cache, not to build."""
 
 
+class _SqliteReader:
+    """Point reads on SQLite on the event loop itself, on a connection of their own.
+
+    A read by primary key takes tens of microseconds; the pooled path hands it to a driver
+    thread and back, which costs more than the read. In WAL mode a reader never waits for
+    the writer; should SQLite still answer "busy" (it has no busy wait here, so the loop
+    never blocks on a lock), the caller reads through the pool instead."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        url = engine.url.set(drivername="sqlite")
+        self.engine = sa.create_engine(
+            url, poolclass=sa.pool.StaticPool, connect_args={"timeout": 0}
+        )
+
+        @sa.event.listens_for(self.engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA query_only=ON")
+            cur.close()
+
+    def first(self, statement: sa.Executable, params: dict[str, Any]) -> sa.Row[Any] | None:
+        with self.engine.connect() as conn:
+            return conn.execute(statement, params).first()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _reader_for(engine: AsyncEngine) -> _SqliteReader | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return _SqliteReader(engine)
+
+
 class Store:
     def __init__(self, engine: AsyncEngine, keys: VerifiedKeys | None = None) -> None:
         self.engine = engine
+        self._reader = _reader_for(engine)
         self.keys = keys or VerifiedKeys(0)
         """Live keys verified recently (off unless given a time to live)."""
         self.defer_webhooks: Deferrer | None = None
@@ -74,7 +110,19 @@ class Store:
             yield conn
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         await self.engine.dispose()
+
+    async def _first(self, statement: sa.Executable, params: dict[str, Any]) -> sa.Row[Any] | None:
+        """The first row of a point read: on SQLite's own reader when it can, else pooled."""
+        if self._reader is not None:
+            try:
+                return self._reader.first(statement, params)
+            except sa.exc.OperationalError:
+                pass  # busy, or the file is away: the pooled path waits and reports it
+        async with self.engine.connect() as conn:
+            return (await conn.execute(statement, params)).first()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -104,8 +152,7 @@ class Store:
         if found is not None:
             return found
         generation = self.keys.generation
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(_KEY_BY_HASH, {"key_hash": key_hash})).first()
+        row = await self._first(_KEY_BY_HASH, {"key_hash": key_hash})
         if row is None:
             return None
         self.keys.remember(generation, key_hash, str(row.key_id), str(row.user_id))
@@ -117,8 +164,7 @@ class Store:
         if found is not None:
             return found
         generation = self.keys.generation
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(_KEY_BY_ID, {"key_id": key_id})).first()
+        row = await self._first(_KEY_BY_ID, {"key_id": key_id})
         if row is None:
             return None
         self.keys.remember(generation, None, key_id, str(row.user_id))
@@ -292,8 +338,7 @@ class Store:
         await record_status_change(conn, run_id, self.defer_webhooks)
 
     async def get_run(self, run_id: str) -> Run | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(_RUN_BY_ID, {"run_id": run_id})).first()
+        row = await self._first(_RUN_BY_ID, {"run_id": run_id})
         return None if row is None else _run(row)
 
     async def get_chat(self, chat_id: str) -> Chat | None:
