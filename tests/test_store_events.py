@@ -254,3 +254,26 @@ async def test_nothing_is_appended_after_finish(store: Store, event_log: EventLo
     with pytest.raises(RunEnded):
         await event_log.append(run.run_id, *ev.text("late", "too late"))
     assert [e.type for e in await event_log.read(run.run_id)] == ["finish"]
+
+
+async def test_point_reads_see_every_commit_and_never_wait_for_a_writer(store: Store) -> None:
+    """A run read right after a write shows it; a write still open is neither seen nor
+    waited for (on SQLite the read runs on its own connection, on the loop)."""
+    import sqlalchemy as sa
+
+    from agentyard.store import tables as t
+
+    run = await make_run(store)
+    for i in range(20):
+        await store.update_run(run.run_id, status_detail=f"step {i}")
+        found = await store.get_run(run.run_id)
+        assert found is not None and found.status_detail == f"step {i}"
+    async with store.transaction() as conn:
+        await conn.execute(
+            t.runs.update().where(t.runs.c.run_id == run.run_id).values(status_detail="open")
+        )
+        found = await asyncio.wait_for(store.get_run(run.run_id), 5)
+        assert found is not None and found.status_detail == "step 19"
+        assert (await conn.execute(sa.select(t.runs.c.status_detail))).scalar_one() == "open"
+    found = await store.get_run(run.run_id)
+    assert found is not None and found.status_detail == "open"
