@@ -14,14 +14,15 @@ Prints, with the machine's core count and load average:
 
 Usage: python bench/api.py [--seconds 10] [--subscribers 50,500] [--sandbox bwrap|none]
 
-Before and after the per-request, per-subscriber and idle-memory work, back to back on the
-project's 2-core machine with other work on it (load average 4.0-5.0: the latencies move
-with it, the CPU per line and the req/s less so):
-- status req/s: 384 -> 1,548 (bare Starlette 12,361 and 5,783 in those two runs: the ratio,
-  0.03 -> 0.27, moves with the noise of the bare side; 0.10 -> 0.27 in quieter pairs);
-- 500 subscribers: server CPU 45 -> 26 us per line delivered; latency p50 109 -> 103 ms,
-  p99 241 -> 225 ms at load 4.5 (p99 46 ms at load 1.0); 0 lost, 0 duplicated;
-- 50 subscribers: server CPU 132 -> 98 us per line; p99 14 -> 34 ms at load 5 (noise);
+Before and after the per-request, per-subscriber and idle-memory work, in alternating runs
+on the project's 2-core machine with other work on it (load average 2.3-5.0; the latencies
+move with it, the CPU per line less so):
+- status req/s vs bare Starlette: 384, 361, 297 -> 1,548, 1,175, 1,961 (ratio 0.03-0.05 ->
+  0.14-0.28; the bare side itself ranged 5,783-12,361 across those runs);
+- 500 subscribers (load 4.5): server CPU 45 -> 26 us per line delivered; latency p50
+  109 -> 103 ms, p99 241 -> 225 ms (p99 46 ms in an after-run at load 1.0); 0 lost, 0 dup;
+- 50 subscribers (load 2.5): server CPU 176, 133 -> 109, 122 us per line; p99 22.7, 22.8 ->
+  11.6, 35.0 ms (noise, both ways);
 - idle RSS: 164 -> 116 MB.
 """
 
