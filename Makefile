@@ -85,11 +85,11 @@ unit: install
 test: lint typecheck unit
 
 # Every row of the performance table: the Claude task and per-run cost, the queue drain, and
-# the per-request/SSE/RSS rows (bench/api.py) where present.
+# the per-request/SSE/RSS rows (bench/api.py).
 bench: install
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/runs.py
-	@if [ -f bench/api.py ]; then $(BIN)/python bench/api.py; fi
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .agentyard .pytest_cache .mypy_cache .ruff_cache

@@ -439,3 +439,45 @@ def test_concurrent_follow_ups_all_run_in_one_order(client: httpx.Client) -> Non
     starts = [r["startedAt"] for r in runs]
     ends = [r["completedAt"] for r in runs]
     assert all(ends[i] <= starts[i + 1] for i in range(3))
+
+
+def test_the_status_of_a_run_is_the_same_however_it_is_answered(
+    server: ServerProcess, client: httpx.Client
+) -> None:
+    """The polled status (answered before the routing) carries what the task view says, and
+    every refusal is the route's own: another user's run, an unknown one, a bad or revoked
+    key."""
+    run_id = create(client, "echo")["runId"]
+    wait_status(client, run_id, {"completed"})
+    status = client.get(f"/api/v1/tasks/{run_id}/status")
+    assert status.status_code == 200
+    assert status.headers["content-type"] == "application/json"
+    task = client.get(f"/api/v1/tasks/{run_id}").json()
+    body = status.json()
+    assert set(body) == {
+        "runId",
+        "status",
+        "progress",
+        "error",
+        "statusDetail",
+        "startedAt",
+        "completedAt",
+    }
+    assert body["runId"] == run_id and body["status"] == "completed" and body["progress"] == 100
+    assert (body["startedAt"], body["completedAt"]) == (task["startedAt"], task["completedAt"])
+    secret = server.cli("keys", "create", "--name", "status-poller", "--user", "dora").strip()
+    with server.client(secret) as dora:
+        other = dora.get(f"/api/v1/tasks/{run_id}/status")
+        assert other.status_code == 403
+        assert other.json() == {"error": "Task belongs to a different user"}
+        mine = dora.post("/api/v1/tasks", json={"prompt": "x", "agent": "command", "model": "echo"})
+        wait_status(dora, mine.json()["runId"], {"completed"})
+        assert dora.get(f"/api/v1/tasks/{mine.json()['runId']}/status").status_code == 200
+        unknown = dora.get("/api/v1/tasks/nope/status")
+        assert unknown.status_code == 404 and "error" in unknown.json()
+        server.cli("keys", "revoke", "status-poller")
+        # Revoked on the same data directory: refused at once, not after a cache's delay.
+        revoked = dora.get(f"/api/v1/tasks/{mine.json()['runId']}/status")
+        assert revoked.status_code == 401 and revoked.json() == {"error": "Unauthorized"}
+    bare = httpx.get(f"{server.url}/api/v1/tasks/{run_id}/status", timeout=10)
+    assert bare.status_code == 401

@@ -125,6 +125,46 @@ async def test_a_slow_follower_falls_back_to_the_table_and_loses_nothing(
     assert seen == list(range(1, 122))
 
 
+async def test_follow_batches_hand_over_every_ready_event_at_once(
+    store: Store, event_log: EventLog
+) -> None:
+    """A follower behind gets everything ready in one batch (one write on a stream), in
+    order, never an empty batch; the last batch ends with finish; a resume is exact."""
+    run = await make_run(store)
+    await store.claim_next("w")
+    for i in range(5):
+        await event_log.append(run.run_id, {"type": ev.TEXT_DELTA, "id": "t", "delta": str(i)})
+    batches: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def follow() -> None:
+        async for batch in event_log.follow_batches(run.run_id, 0, keepalive=5):
+            if batch is None:
+                continue
+            assert batch
+            batches.append([item.seq for item in batch])
+            await gate.wait()  # a slow client: events pile up meanwhile
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.05)
+    assert batches == [[1, 2, 3, 4, 5]]  # the catch-up from the table: one batch
+    for i in range(5, 12):
+        await event_log.append(run.run_id, {"type": ev.TEXT_DELTA, "id": "t", "delta": str(i)})
+    await event_log.finish(run.run_id, RunStatus.COMPLETED)
+    gate.set()
+    await asyncio.wait_for(task, 5)
+    # Everything that arrived while the follower was busy came as one more batch.
+    assert batches == [[1, 2, 3, 4, 5], list(range(6, 14))]
+    resumed = [
+        [item.seq for item in batch]
+        async for batch in event_log.follow_batches(run.run_id, 9, keepalive=5)
+        if batch is not None
+    ]
+    assert resumed == [[10, 11, 12, 13]]
+    frame = (await event_log.read(run.run_id, 12))[0].frame
+    assert frame.startswith(b"id: 13\ndata: {") and frame.endswith(b"}\n\n")
+
+
 async def test_follow_sends_keepalive_ticks_while_idle(store: Store, event_log: EventLog) -> None:
     """An idle stream yields keep-alive ticks (None) instead of going silent."""
     run = await make_run(store)
@@ -214,3 +254,26 @@ async def test_nothing_is_appended_after_finish(store: Store, event_log: EventLo
     with pytest.raises(RunEnded):
         await event_log.append(run.run_id, *ev.text("late", "too late"))
     assert [e.type for e in await event_log.read(run.run_id)] == ["finish"]
+
+
+async def test_point_reads_see_every_commit_and_never_wait_for_a_writer(store: Store) -> None:
+    """A run read right after a write shows it; a write still open is neither seen nor
+    waited for (on SQLite the read runs on its own connection, on the loop)."""
+    import sqlalchemy as sa
+
+    from agentyard.store import tables as t
+
+    run = await make_run(store)
+    for i in range(20):
+        await store.update_run(run.run_id, status_detail=f"step {i}")
+        found = await store.get_run(run.run_id)
+        assert found is not None and found.status_detail == f"step {i}"
+    async with store.transaction() as conn:
+        await conn.execute(
+            t.runs.update().where(t.runs.c.run_id == run.run_id).values(status_detail="open")
+        )
+        found = await asyncio.wait_for(store.get_run(run.run_id), 5)
+        assert found is not None and found.status_detail == "step 19"
+        assert (await conn.execute(sa.select(t.runs.c.status_detail))).scalar_one() == "open"
+    found = await store.get_run(run.run_id)
+    assert found is not None and found.status_detail == "open"

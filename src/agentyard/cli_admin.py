@@ -147,6 +147,7 @@ async def _keys(action: str, name: str | None = None) -> list[dict[str, Any]]:
     from agentyard.store import tables as t
     from agentyard.store.db import create_engine
     from agentyard.store.db import migrate as run_migrate
+    from agentyard.store.keycache import mark_revoked
 
     settings = Settings()
     ensure_private_dir(settings.resolved_data_dir)
@@ -163,18 +164,23 @@ async def _keys(action: str, name: str | None = None) -> list[dict[str, Any]]:
                     .values(revoked_at=utcnow())
                     .returning(keys.c.key_id)
                 )
-                return [{"keyId": row.key_id} for row in result]
-            rows = await conn.execute(sa.select(keys).order_by(keys.c.created_at))
-            return [
-                {
-                    "keyId": r.key_id,
-                    "name": r.name,
-                    "user": r.user_id,
-                    "createdAt": iso(r.created_at),
-                    "revokedAt": iso(r.revoked_at),
-                }
-                for r in rows
-            ]
+                revoked = [{"keyId": row.key_id} for row in result]
+            else:
+                rows = await conn.execute(sa.select(keys).order_by(keys.c.created_at))
+                return [
+                    {
+                        "keyId": r.key_id,
+                        "name": r.name,
+                        "user": r.user_id,
+                        "createdAt": iso(r.created_at),
+                        "revokedAt": iso(r.revoked_at),
+                    }
+                    for r in rows
+                ]
+        if revoked:
+            # Committed: a server on this data directory forgets the keys it had verified.
+            mark_revoked(settings.resolved_data_dir)
+        return revoked
     finally:
         await engine.dispose()
 

@@ -37,6 +37,7 @@ from agentyard.service import Service, TaskLimits
 from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
 from agentyard.store.faults import RetryPolicy, public_message
+from agentyard.store.keycache import VerifiedKeys
 from agentyard.store.stats import run_counts, schema_head, schema_revision
 from agentyard.store.store import Store
 from agentyard.store.webhooks import WebhookStore
@@ -69,7 +70,10 @@ class Agentyard:
         ensure_private_dir(settings.resolved_data_dir)
         self.installation = installation_id(settings.resolved_data_dir)
         """Carried by this installation's agent processes: its reaper kills only those."""
-        self.store = Store(create_engine(settings.db_url))
+        self.store = Store(
+            create_engine(settings.db_url),
+            VerifiedKeys(settings.key_cache_seconds, settings.resolved_data_dir),
+        )
         self.metrics = Metrics()
         self.bus = LocalBus()
         self.metrics.sse_subscribers.set_function(lambda: self.bus.subscribers)

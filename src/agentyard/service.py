@@ -412,6 +412,11 @@ class Service:
     ) -> AsyncIterator[StoredEvent | None]:
         return self.events.follow(run_id, after_seq, keepalive)
 
+    def follow_batches(
+        self, run_id: str, after_seq: int, keepalive: float
+    ) -> AsyncIterator[list[StoredEvent] | None]:
+        return self.events.follow_batches(run_id, after_seq, keepalive)
+
     # -- idempotency ------------------------------------------------------------------------
 
     def receipt(

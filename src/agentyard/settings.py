@@ -69,6 +69,11 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = None
     """Accepted as a key of the ``admin`` user, beside the keys in the database."""
+    key_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long a verified API key is taken as live without asking the database again (0:
+    always ask). A revocation through this server, or ``agentyard keys revoke`` on its data
+    directory, takes effect at once; one through another host's server on the same
+    PostgreSQL, within this many seconds."""
 
     default_model: str = "claude-sonnet-4-5"
     claude_max_turns: int | None = None

@@ -12,6 +12,7 @@ from agentyard import __version__
 from agentyard.api import agent, agents, errors, files, git, groups, openapi, ops, tasks, webhooks
 from agentyard.api.access import AccessLog
 from agentyard.api.body import BodyLimit
+from agentyard.api.fastpath import StatusFastPath
 from agentyard.api.headers import HeaderLimit
 from agentyard.server import Agentyard
 from agentyard.settings import Settings
@@ -53,6 +54,7 @@ def create_app(
     app.include_router(ops.router)
     openapi.install(app)
     web.install(app, yard)  # the dashboard under / (its routes stay out of the OpenAPI)
+    app.add_middleware(StatusFastPath, yard=yard)  # the polled request, inside the log
     app.add_middleware(AccessLog, metrics=yard.metrics)
 
     # Outermost first: headers are capped before anything reads them, bodies by their route.

@@ -6,6 +6,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentyard.api.errors import error_response
 
+RAW_SEND = "agentyard.raw_send"
+"""Scope key of the HTTP server's own ``send`` (set here, outermost): an event stream's
+body goes straight to it (``agentyard.api.sse``)."""
+
 
 class HeaderLimit:
     """431 for a request with more headers, or more header bytes, than allowed.
@@ -22,6 +26,7 @@ class HeaderLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            scope[RAW_SEND] = send  # event streams write their bodies straight to it
             headers = scope.get("headers", [])
             problem = None
             if len(headers) > self.max_count:

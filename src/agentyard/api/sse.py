@@ -1,4 +1,10 @@
-"""Server-sent events: ``id: <seq>`` frames from the event log, keep-alives, resume."""
+"""Server-sent events: ``id: <seq>`` frames from the event log, keep-alives, resume.
+
+Every event ready for a subscriber goes out in one write (a subscriber behind catches up in
+one, not one per frame), and the body's writes go to the HTTP server's own ``send``
+(:data:`RAW_SEND`): the middlewares between look only at the response's start, and would
+otherwise each take a turn at every frame of every subscriber.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,9 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from agentyard.api.headers import RAW_SEND
 from agentyard.core import events as ev
 from agentyard.core.errors import InvalidInput
 from agentyard.core.models import Run
@@ -18,7 +26,30 @@ HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection":
 
 
 MAX_SEQ = 2**31 - 1
-SHUTDOWN_COMMENT = ": server shutting down; reconnect\n\n"
+SHUTDOWN_COMMENT = b": server shutting down; reconnect\n\n"
+KEEPALIVE_COMMENT = b": keep-alive\n\n"
+
+
+class EventStream(StreamingResponse):
+    """A streaming response whose start goes through the middlewares (the access log sees
+    its status) and whose body goes straight to the connection. The HTTP server's ``send``
+    still waits while the client's socket is full, so a slow client is never buffered for."""
+
+    _raw_send: Send | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._raw_send = scope.get(RAW_SEND)
+        await super().__call__(scope, receive, send)
+
+    async def stream_response(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        raw: Send = self._raw_send or send
+        async for chunk in self.body_iterator:
+            data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
+            await raw({"type": "http.response.body", "body": data, "more_body": True})
+        await raw({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def resume_point(request: Request, after: int | None) -> int:
@@ -57,20 +88,21 @@ def stream(
     if run.status.terminal and after >= run.event_seq:
         return Response(status_code=204)
 
-    async def body() -> AsyncIterator[str]:
+    async def body() -> AsyncIterator[bytes]:
         if hello is not None:
-            yield frame(hello)
+            yield frame(hello).encode()
         finished = False
-        async for item in service.follow(run.run_id, after, keepalive):
-            if item is None:
-                yield ": keep-alive\n\n"
+        async for batch in service.follow_batches(run.run_id, after, keepalive):
+            if batch is None:
+                yield KEEPALIVE_COMMENT
                 continue
-            finished = item.type == ev.FINISH
-            if include_deltas or item.type != ev.TEXT_DELTA:
-                yield f"id: {item.seq}\ndata: {item.json}\n\n"
+            finished = batch[-1].type == ev.FINISH
+            frames = [i.frame for i in batch if include_deltas or i.type != ev.TEXT_DELTA]
+            if frames:
+                yield b"".join(frames)
         if not finished:
             # The server is shutting down: a clean end, so that the client reconnects
             # (with Last-Event-ID) to this or another server.
             yield SHUTDOWN_COMMENT
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS)
+    return EventStream(body(), media_type="text/event-stream", headers=HEADERS)

@@ -84,3 +84,8 @@ class StoredEvent:
     def json(self) -> str:
         """The event as compact JSON, serialised once however many streams send it."""
         return json.dumps(self.data, separators=(",", ":"))
+
+    @cached_property
+    def frame(self) -> bytes:
+        """The event as an SSE frame (``id:`` and ``data:``), encoded once for every stream."""
+        return f"id: {self.seq}\ndata: {self.json}\n\n".encode()

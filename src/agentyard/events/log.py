@@ -100,8 +100,39 @@ class EventLog:
         self, run_id: str, after_seq: int = 0, keepalive: float = 15.0
     ) -> AsyncIterator[StoredEvent | None]:
         """Events after ``after_seq``, live, until ``finish``; ``None`` marks a keep-alive tick."""
+        async for batch in self.follow_batches(run_id, after_seq, keepalive):
+            if batch is None:
+                yield None
+                continue
+            for item in batch:
+                yield item
+
+    async def follow_batches(
+        self, run_id: str, after_seq: int = 0, keepalive: float = 15.0
+    ) -> AsyncIterator[list[StoredEvent] | None]:
+        """Like :meth:`follow`, but every event ready at once comes in one list (a page of
+        the table, or all the live events buffered since the last look): a stream writes
+        them in one go, so that a subscriber behind catches up in one write, not one each.
+        A list is never empty; the last one ends with ``finish``."""
         sub = self.bus.subscribe(run_id)  # before reading, so nothing slips between the two
         last = after_seq
+        # One timer per keep-alive interval, not one per wait: a stream that sent something
+        # since the timer was set is only looked at again a keep-alive after that.
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        tick = False
+        timer: asyncio.TimerHandle
+
+        def check() -> None:
+            nonlocal timer, tick
+            due = quiet_since + keepalive
+            if loop.time() >= due:
+                tick = True
+                sub.wake.set()
+                due = loop.time() + keepalive
+            timer = loop.call_at(due, check)
+
+        timer = loop.call_at(quiet_since + keepalive, check)
         try:
             while not self.bus.closing:
                 # Catch up from the table; a wake-up arriving meanwhile marks it stale again.
@@ -119,15 +150,19 @@ class EventLog:
                         if self.bus.closing:
                             return
                         continue
-                    for item in page:
-                        yield item
-                        last = item.seq
+                    for n, item in enumerate(page):
                         if item.type == ev.FINISH:
+                            yield page[: n + 1]
                             return
+                    if page:
+                        last = page[-1].seq
+                        yield page
                     if len(page) < _PAGE:
                         break
                 # Then take live events from the buffer while they follow on without a gap.
                 while not sub.stale:
+                    batch: list[StoredEvent] = []
+                    finished = False
                     while sub.buffer and not sub.stale:
                         item = sub.buffer.popleft()
                         if item.seq <= last:
@@ -135,22 +170,31 @@ class EventLog:
                         if item.seq != last + 1:
                             sub.stale = True
                             break
-                        yield item
+                        batch.append(item)
                         last = item.seq
                         if item.type == ev.FINISH:
-                            return
+                            finished = True
+                            break
+                    if batch:
+                        yield batch
+                        quiet_since = loop.time()
+                    if finished:
+                        return
                     if sub.stale:
                         break
                     sub.wake.clear()
                     if sub.buffer or sub.stale:
                         continue
-                    try:
-                        await asyncio.wait_for(sub.wake.wait(), timeout=keepalive)
-                    except TimeoutError:
+                    if not tick:
+                        await sub.wake.wait()
+                    if tick:
+                        tick = False
                         yield None
+                        quiet_since = loop.time()
                         # A cheap re-read guards against a wake-up lost between processes.
                         sub.stale = True
                     if self.bus.closing:
                         return
         finally:
+            timer.cancel()
             self.bus.unsubscribe(sub)

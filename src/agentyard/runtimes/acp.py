@@ -19,10 +19,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import acp
-from acp.schema import AgentCapabilities, Implementation, InitializeResponse, PromptResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from agentyard.core import acp_policy
@@ -37,6 +35,15 @@ from agentyard.runtimes.base import (
     RunSpec,
     RuntimeNotConfigured,
 )
+from agentyard.runtimes.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import acp
+    import acp.schema as acp_schema
+    from acp.schema import InitializeResponse, PromptResponse
+else:
+    acp = LazyModule("acp")  # imported by the first ACP run
+    acp_schema = LazyModule("acp.schema")
 
 PROTOCOL_VERSION = 1
 _AUTH_REQUIRED = -32000
@@ -207,7 +214,7 @@ class AcpRuntime:
             lambda: conn.initialize(
                 protocol_version=PROTOCOL_VERSION,
                 client_capabilities=acp.schema.ClientCapabilities(),
-                client_info=Implementation(name="agentyard", version=self.version),
+                client_info=acp_schema.Implementation(name="agentyard", version=self.version),
             ),
             "initializing",
         )
@@ -235,7 +242,7 @@ class AcpRuntime:
     async def _open(self, session: AcpSession, init: InitializeResponse, spec: RunSpec) -> str:
         """The session to prompt: the chat's, resumed or loaded if the agent can, else new."""
         conn = session.conn
-        caps = init.agent_capabilities or AgentCapabilities()
+        caps = init.agent_capabilities or acp_schema.AgentCapabilities()
         cwd = str(spec.workspace)
         previous = spec.resume_session
         if previous:

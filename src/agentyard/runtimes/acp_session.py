@@ -22,21 +22,29 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, cast
-
-import acp
-from acp.connection import StreamDirection, StreamEvent
-from acp.schema import (
-    AllowedOutcome,
-    DeniedOutcome,
-    PermissionOption,
-    RequestPermissionResponse,
-    ToolCallUpdate,
-)
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from agentyard.core.acp_policy import Policy as Policy  # re-exported for its users
 from agentyard.runtimes.acp_events import AcpMapper
+from agentyard.runtimes.lazy import LazyModule
 from agentyard.runtimes.processes import kill_run_processes
+
+if TYPE_CHECKING:
+    import acp
+    import acp.connection as acp_connection
+    import acp.schema as acp_schema
+    from acp.connection import StreamEvent
+    from acp.schema import (
+        AllowedOutcome,
+        DeniedOutcome,
+        PermissionOption,
+        RequestPermissionResponse,
+        ToolCallUpdate,
+    )
+else:
+    acp = LazyModule("acp")  # imported by the first ACP run
+    acp_connection = LazyModule("acp.connection")
+    acp_schema = LazyModule("acp.schema")
 
 LINE_LIMIT = 1 << 30
 """The reader's line limit (1 GiB): in effect, lines of any length."""
@@ -233,7 +241,7 @@ class AcpSession:
     # -- the update stream
 
     def _observe(self, event: StreamEvent) -> None:
-        if event.direction != StreamDirection.INCOMING:
+        if event.direction != acp_connection.StreamDirection.INCOMING:
             return
         self._last_seen = time.monotonic()
         message = event.message
@@ -321,14 +329,14 @@ class AcpSession:
         )
         if option is None:
             record["decision"] = "cancelled"
-            outcome: AllowedOutcome | DeniedOutcome = DeniedOutcome(outcome="cancelled")
+            outcome: AllowedOutcome | DeniedOutcome = acp_schema.DeniedOutcome(outcome="cancelled")
         else:
             record["decision"] = "allow" if allowed else "reject"
             record["optionId"] = option.option_id
-            outcome = AllowedOutcome(outcome="selected", option_id=option.option_id)
+            outcome = acp_schema.AllowedOutcome(outcome="selected", option_id=option.option_id)
         raw = tool_call.model_dump(mode="json", by_alias=True, exclude_none=True)
         self._queue.put_nowait((record, raw))
-        return RequestPermissionResponse(outcome=outcome)
+        return acp_schema.RequestPermissionResponse(outcome=outcome)
 
     async def cancel(self, grace: float) -> None:
         """``session/cancel``, a short grace for the turn to end, then (by the caller) the

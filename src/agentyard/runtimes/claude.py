@@ -12,21 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import shutil
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import claude_agent_sdk as sdk
-from claude_agent_sdk.types import SystemPromptPreset
+from typing import TYPE_CHECKING, Any
 
 from agentyard.core import events as ev
 from agentyard.core.routing import check_native_model
 from agentyard.runtimes import statedir
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
+from agentyard.runtimes.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import claude_agent_sdk as sdk
+    from claude_agent_sdk.types import SystemPromptPreset
+else:
+    sdk = LazyModule("claude_agent_sdk")  # imported by the first Claude run
 
 KEY_ENV = "ANTHROPIC_API_KEY"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -91,7 +96,11 @@ class ClaudeRuntime:
     def _cli(self) -> str | None:
         if self.cli_path:
             return self.cli_path if Path(self.cli_path).is_file() else None
-        bundled = Path(sdk.__file__).parent / "_bundled" / "claude"
+        spec = importlib.util.find_spec("claude_agent_sdk")  # without importing it
+        origin = spec.origin if spec is not None else None
+        if origin is None:
+            return shutil.which("claude")
+        bundled = Path(origin).parent / "_bundled" / "claude"
         if bundled.is_file():
             return str(bundled)
         return shutil.which("claude")

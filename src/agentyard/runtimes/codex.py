@@ -20,24 +20,24 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from openai_codex import (
-    ApprovalMode,
-    AsyncCodex,
-    AsyncThread,
-    AsyncTurnHandle,
-    CodexConfig,
-    Sandbox,
-)
-from openai_codex.models import Notification, UnknownNotification
+from typing import TYPE_CHECKING, Any
 
 from agentyard.core import events as ev
 from agentyard.core.routing import check_native_model
 from agentyard.runtimes import statedir
 from agentyard.runtimes.base import RUN_MARKER_ENV, Availability, Emit, RunOutcome, RunSpec
+from agentyard.runtimes.lazy import LazyModule
 from agentyard.runtimes.pricing import ModelPrice, cost_usd, price_for
 from agentyard.runtimes.processes import kill_run_processes
+
+if TYPE_CHECKING:
+    import openai_codex as codex_sdk
+    import openai_codex.models as codex_models
+    from openai_codex import AsyncCodex, AsyncThread, AsyncTurnHandle
+    from openai_codex.models import Notification
+else:
+    codex_sdk = LazyModule("openai_codex")  # imported by the first Codex run
+    codex_models = LazyModule("openai_codex.models")
 
 KEY_ENV = "OPENAI_API_KEY"
 """The variable operators set for the key; codex itself gets it as ``_PROVIDER_KEY_ENV``."""
@@ -193,12 +193,12 @@ class CodexRuntime:
         home = self.prepare_home(spec, model, provider.base_url)
         env = self.environment(spec, home, provider.api_key)
         binary = _bundled_codex()
-        config = CodexConfig(
+        config = codex_sdk.CodexConfig(
             codex_bin=spec.sandbox.command(str(binary), env) if binary else None,
             env=env,
             cwd=str(spec.workspace),
         )
-        session = _Session(AsyncCodex(config), spec.env.get(RUN_MARKER_ENV))
+        session = _Session(codex_sdk.AsyncCodex(config), spec.env.get(RUN_MARKER_ENV))
         mapper = _Mapper(spec.workspace, emit, self.base_url or DEFAULT_BASE_URL)
         deadline = asyncio.timeout(spec.timeout_seconds)
         try:
@@ -264,8 +264,9 @@ class _Session:
             "cwd": str(spec.workspace),
             "model": model,
             "model_provider": PROVIDER,
-            "sandbox": Sandbox.full_access,
-            "approval_mode": ApprovalMode.deny_all,  # approval policy "never": nothing asks
+            "sandbox": codex_sdk.Sandbox.full_access,
+            # Approval policy "never": nothing asks.
+            "approval_mode": codex_sdk.ApprovalMode.deny_all,
         }
         if spec.resume_session:
             self.resuming = spec.resume_session
@@ -306,7 +307,7 @@ class _Session:
 def _params(notification: Notification) -> dict[str, Any]:
     """A notification's params as the wire spells them (camelCase), typed model or not."""
     payload = notification.payload
-    if isinstance(payload, UnknownNotification):
+    if isinstance(payload, codex_models.UnknownNotification):
         return dict(payload.params)
     dump = getattr(payload, "model_dump", None)
     if dump is None:

@@ -15,6 +15,7 @@ from agentyard.core.models import Chat, Message, Run, StoredEvent
 from agentyard.core.status import ACTIVE, RunStatus, allowed_sources
 from agentyard.store import receipts
 from agentyard.store import tables as t
+from agentyard.store.keycache import VerifiedKeys
 from agentyard.store.webhooks import Deferrer, record_status_change
 
 InTransaction = Callable[[AsyncConnection, Run], Awaitable[None]]
@@ -48,9 +49,57 @@ class RunEnded(Exception):
     """The run has ended: nothing more may be appended to its events."""
 
 
-class Store:
+_KEY_BY_HASH = sa.select(t.api_keys.c.key_id, t.api_keys.c.user_id).where(
+    t.api_keys.c.key_hash == sa.bindparam("key_hash"), t.api_keys.c.revoked_at.is_(None)
+)
+_KEY_BY_ID = sa.select(t.api_keys.c.user_id).where(
+    t.api_keys.c.key_id == sa.bindparam("key_id"), t.api_keys.c.revoked_at.is_(None)
+)
+_RUN_BY_ID = t.runs.select().where(t.runs.c.run_id == sa.bindparam("run_id"))
+"""Built once: a statement is cheap to run from SQLAlchemy's cache, not to build."""
+
+
+class _SqliteReader:
+    """Point reads on SQLite on the event loop itself, on a connection of their own.
+
+    A read by primary key takes tens of microseconds; the pooled path hands it to a driver
+    thread and back, which costs more than the read. In WAL mode a reader never waits for
+    the writer; should SQLite still answer "busy" (it has no busy wait here, so the loop
+    never blocks on a lock), the caller reads through the pool instead."""
+
     def __init__(self, engine: AsyncEngine) -> None:
+        url = engine.url.set(drivername="sqlite")
+        self.engine = sa.create_engine(
+            url, poolclass=sa.pool.StaticPool, connect_args={"timeout": 0}
+        )
+
+        @sa.event.listens_for(self.engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA query_only=ON")
+            cur.close()
+
+    def first(self, statement: sa.Executable, params: dict[str, Any]) -> sa.Row[Any] | None:
+        with self.engine.connect() as conn:
+            return conn.execute(statement, params).first()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _reader_for(engine: AsyncEngine) -> _SqliteReader | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return _SqliteReader(engine)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, keys: VerifiedKeys | None = None) -> None:
         self.engine = engine
+        self._reader = _reader_for(engine)
+        self.keys = keys or VerifiedKeys(0)
+        """Live keys verified recently (off unless given a time to live)."""
         self.defer_webhooks: Deferrer | None = None
         """Set by a queue that delivers webhooks through jobs: called in the transaction
         that writes a status change's outbox rows."""
@@ -61,7 +110,19 @@ class Store:
             yield conn
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         await self.engine.dispose()
+
+    async def _first(self, statement: sa.Executable, params: dict[str, Any]) -> sa.Row[Any] | None:
+        """The first row of a point read: on SQLite's own reader when it can, else pooled."""
+        if self._reader is not None:
+            try:
+                return self._reader.first(statement, params)
+            except sa.exc.OperationalError:
+                pass  # busy, or the file is away: the pooled path waits and reports it
+        async with self.engine.connect() as conn:
+            return (await conn.execute(statement, params)).first()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -82,39 +143,32 @@ class Store:
             )
 
     async def user_for_key_hash(self, key_hash: str) -> str | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(t.api_keys.c.user_id).where(
-                        t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None)
-                    )
-                )
-            ).first()
-        return None if row is None else str(row.user_id)
+        found = await self.key_for_hash(key_hash)
+        return None if found is None else found[1]
 
     async def key_for_hash(self, key_hash: str) -> tuple[str, str] | None:
         """The live key with that hash as (key id, user id), or None."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(t.api_keys.c.key_id, t.api_keys.c.user_id).where(
-                        t.api_keys.c.key_hash == key_hash, t.api_keys.c.revoked_at.is_(None)
-                    )
-                )
-            ).first()
-        return None if row is None else (str(row.key_id), str(row.user_id))
+        found = self.keys.by_hash(key_hash)
+        if found is not None:
+            return found
+        generation = self.keys.generation
+        row = await self._first(_KEY_BY_HASH, {"key_hash": key_hash})
+        if row is None:
+            return None
+        self.keys.remember(generation, key_hash, str(row.key_id), str(row.user_id))
+        return str(row.key_id), str(row.user_id)
 
     async def user_for_key_id(self, key_id: str) -> str | None:
         """The user of a key that has not been revoked, or None."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(t.api_keys.c.user_id).where(
-                        t.api_keys.c.key_id == key_id, t.api_keys.c.revoked_at.is_(None)
-                    )
-                )
-            ).first()
-        return None if row is None else str(row.user_id)
+        found = self.keys.by_id(key_id)
+        if found is not None:
+            return found
+        generation = self.keys.generation
+        row = await self._first(_KEY_BY_ID, {"key_id": key_id})
+        if row is None:
+            return None
+        self.keys.remember(generation, None, key_id, str(row.user_id))
+        return str(row.user_id)
 
     async def list_api_keys(self, user_id: str) -> list[dict[str, Any]]:
         """The user's keys, oldest first, without their hashes."""
@@ -140,6 +194,8 @@ class Store:
                 )
                 .values(revoked_at=utcnow())
             )
+        if result.rowcount:
+            self.keys.revoked()
         return bool(result.rowcount)
 
     async def count_api_keys(self) -> int:
@@ -282,8 +338,7 @@ class Store:
         await record_status_change(conn, run_id, self.defer_webhooks)
 
     async def get_run(self, run_id: str) -> Run | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(t.runs.select().where(t.runs.c.run_id == run_id))).first()
+        row = await self._first(_RUN_BY_ID, {"run_id": run_id})
         return None if row is None else _run(row)
 
     async def get_chat(self, chat_id: str) -> Chat | None:

@@ -1,0 +1,71 @@
+"""``GET /api/v1/tasks/{id}/status`` answered before the framework's routing.
+
+It is the request clients poll, many times a run: here it costs the key check (remembered,
+see ``store.keycache``), one read of the run and one ``json.dumps``, without the routing,
+dependency injection and response validation of every other route. Only the plain success
+is answered here (the caller's own run, not waiting in the queue): anything else (no or a
+bad key, someone else's run, an unknown id, a queued run whose detail needs more queries)
+goes on to the route itself, so that every error and every body stays the route's own.
+It sits inside the access log, which records it like any other request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agentyard.api import views
+from agentyard.core.status import RunStatus
+from agentyard.server import Agentyard
+
+_PATH = re.compile(r"/api/v1/tasks/([^/]+)/status")
+_HEADERS = [(b"content-type", b"application/json")]
+
+
+class StatusFastPath:
+    def __init__(self, app: ASGIApp, yard: Agentyard) -> None:
+        self.app = app
+        self.yard = yard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            match = _PATH.fullmatch(scope["path"])
+            if match is not None:
+                body = await self._status(scope, match.group(1))
+                if body is not None:
+                    length = (b"content-length", str(len(body)).encode())
+                    start = {"type": "http.response.start", "status": 200}
+                    await send({**start, "headers": [length, *_HEADERS]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+    async def _status(self, scope: Scope, run_id: str) -> bytes | None:
+        """The status body, or None for the route to answer (with its own error)."""
+        secret = _bearer(scope)
+        if secret is None:
+            return None
+        user = await self.yard.authenticate(secret)
+        if user is None:
+            return None
+        run = await self.yard.service.find_run(run_id)
+        if run is None or run.user_id != user or run.status is RunStatus.QUEUED:
+            return None
+        view = views.status(run, self.yard.settings.expected_run_seconds)
+        # As the route's JSONResponse renders it.
+        text = json.dumps(view, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode()
+
+
+def _bearer(scope: Scope) -> str | None:
+    """The secret of an ``Authorization: Bearer`` header, as ``auth.current_user`` reads it."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            header: str = value.decode("latin-1")
+            scheme, _, secret = header.partition(" ")
+            if scheme.lower() != "bearer" or not secret.strip():
+                return None
+            return secret.strip()
+    return None
