@@ -122,8 +122,11 @@ def interrupted(yard: Client, run_id: str, as_json: bool) -> int:
     if choice == "detach":
         err.print(f"detached: agentyard logs {run_id} --follow", markup=False)
         return OK
-    result = yard.cancel(run_id)
-    final = yard.wait(run_id, timeout=30)
+    # A fresh client: Ctrl-C may have struck inside the stream's connection pool and left it
+    # unusable (a lock held), and the cancel must still go out.
+    with Client(yard.url, yard.key) as fresh:
+        result = fresh.cancel(run_id)
+        final = fresh.wait(run_id, timeout=30)
     if as_json:
         emit({"type": "cancelled", "runId": run_id, "success": result.success})
     else:
