@@ -71,7 +71,7 @@ async def create(client: httpx.AsyncClient, command: str) -> str:
 
 
 async def wait_status(yard: Agentyard, run_id: str, statuses: set[RunStatus]) -> Any:
-    for _ in range(600):
+    for _ in range(1200):  # a minute: slots and the sweep are slow on a loaded machine
         run = await yard.store.get_run(run_id)
         assert run is not None
         if run.status in statuses:
