@@ -76,9 +76,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The suite runs on two workers, a test module to each at a time (its servers are shared by
-# its tests); PYTEST_WORKERS=0 runs it in one process.
-PYTEST_WORKERS ?= 2
+# The suite runs in one process: its end-to-end tests time real agents, signals and sweeps,
+# and two modules at once on a 2-core machine made some of them miss their bounds.
+# PYTEST_WORKERS=2 runs it on two workers (pytest-xdist, a test module to each at a time).
+PYTEST_WORKERS ?= 0
 unit: install
 	$(BIN)/pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile)
 
