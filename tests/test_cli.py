@@ -146,6 +146,9 @@ def test_ctrl_c_without_a_terminal_cancels_the_run(yard: Yard, api: Client) -> N
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentyard.cli", "run", "slow and interrupted"],
         env=cli_env(yard),
+        # Ctrl-C as a terminal delivers it: a test run in the background inherits SIGINT
+        # ignored, and Python then installs no KeyboardInterrupt handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
