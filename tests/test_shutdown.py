@@ -70,9 +70,11 @@ def test_sigterm_drains_runs_keeps_the_queue_and_restarts_it(tmp_path: Path) -> 
             assert first.proc is not None
             first.proc.send_signal(signal.SIGTERM)
             wait_logged(first, "shutting down")
-            # Meanwhile the server takes no new connection (uvicorn stopped listening).
+            # Meanwhile the server soon takes no new connection (uvicorn stops listening).
             with pytest.raises(httpx.TransportError):
-                httpx.get(f"{first.url}/healthz", timeout=2)
+                for _ in range(50):
+                    httpx.get(f"{first.url}/healthz", timeout=2)
+                    time.sleep(0.1)
         wait_exit(first, timeout=40)
     finally:
         first.stop()
