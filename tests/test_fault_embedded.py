@@ -62,9 +62,9 @@ async def make_api(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Api]
         await yard.stop()
 
 
-async def create(client: httpx.AsyncClient, command: str) -> str:
+async def create(client: httpx.AsyncClient, command: str, prompt: str = "p") -> str:
     r = await client.post(
-        "/api/v1/tasks", json={"prompt": "p", "agent": "command", "model": command}
+        "/api/v1/tasks", json={"prompt": prompt, "agent": "command", "model": command}
     )
     assert r.status_code == 200, r.text
     return str(r.json()["runId"])
@@ -154,36 +154,23 @@ async def test_a_slot_survives_a_crashing_runner_and_the_sweep_ends_what_it_left
     on; when even ending it fails, the periodic sweep ends it ``interrupted``."""
     yard, client = await make_api(sweep_seconds=0.2)
     real_execute, real_stop = yard.runner.execute, yard.runner.stop
-    crash: set[str] = set()
-    unstoppable: set[str] = set()
 
+    # Marked by their prompts, which the runs carry from their creation (a slot may claim
+    # a run the instant it is created).
     async def execute(run: Any, control: RunControl | None = None) -> RunStatus:
-        if run.run_id in crash or run.run_id in unstoppable:
+        if run.prompt in {"crash", "unstoppable"}:
             raise RuntimeError("the runner broke")
         return await real_execute(run, control)
 
     async def stop(run: Any, control: RunControl) -> None:
-        if run.run_id in unstoppable:
+        if run.prompt == "unstoppable":
             raise RuntimeError("ending it broke too")
         await real_stop(run, control)
 
     yard.runner.execute = execute  # type: ignore[method-assign]
     yard.runner.stop = stop  # type: ignore[method-assign]
-
-    # Create paused so the test can mark the runs before a slot takes them.
-    real_claim = yard.store.claim_next
-    gate = asyncio.Event()
-
-    async def claim(worker_id: str, *limits: Any) -> Any:
-        await gate.wait()
-        return await real_claim(worker_id, *limits)
-
-    yard.store.claim_next = claim  # type: ignore[method-assign]
-    first = await create(client, "short")
-    second = await create(client, "short")
-    crash.add(first)
-    unstoppable.add(second)
-    gate.set()
+    first = await create(client, "short", prompt="crash")
+    second = await create(client, "short", prompt="unstoppable")
 
     run = await wait_status(yard, first, {RunStatus.FAILED})
     assert run.error == "internal error: the runner broke"
