@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from agentyard.core import events as ev
 from agentyard.core.errors import InvalidInput
+from agentyard.core.spawning import Process, start_process
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
 from agentyard.runtimes.processes import kill_run_processes
 
@@ -94,14 +95,11 @@ class CommandRuntime:
         timeout = min(command.timeout_seconds, spec.timeout_seconds)
         started = time.monotonic()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
+            proc = await start_process(
+                argv,
                 cwd=spec.workspace,
                 env=env,
-                stdin=asyncio.subprocess.PIPE if command.stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
+                stdin_data=spec.prompt.encode() if command.stdin else None,
             )
         except OSError as exc:
             return RunOutcome(ok=False, error=f"cannot start {argv[0]!r}: {exc.strerror or exc}")
@@ -114,11 +112,6 @@ class CommandRuntime:
         ]
         try:
             async with asyncio.timeout(timeout):
-                if command.stdin and proc.stdin is not None:
-                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                        proc.stdin.write(spec.prompt.encode())
-                        await proc.stdin.drain()
-                    proc.stdin.close()
                 code = await _exit_code(proc, pumps)
                 await _drain(proc, pumps, spec.run_id, read)
         except TimeoutError:
@@ -144,7 +137,7 @@ class CommandRuntime:
         return RunOutcome(ok=False, error=error, usage=usage, cost_usd=0.0)
 
 
-async def _exit_code(proc: asyncio.subprocess.Process, pumps: list[asyncio.Task[None]]) -> int:
+async def _exit_code(proc: Process, pumps: list[asyncio.Task[None]]) -> int:
     """The agent's exit code, once its own process has exited (not once its output is
     closed: a daemon it started may keep that open). A pump's failure (its events could not
     be written) is raised at once."""
@@ -170,7 +163,7 @@ class _Progress:
 
 
 async def _drain(
-    proc: asyncio.subprocess.Process,
+    proc: Process,
     pumps: list[asyncio.Task[None]],
     run_id: str,
     read: _Progress,
@@ -242,7 +235,7 @@ async def _pump(
         await emit({"type": ev.TEXT_END, "id": block_id})
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
+def _kill_group(proc: Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
 
