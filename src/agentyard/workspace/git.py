@@ -276,12 +276,15 @@ class Git(GitProcess):
             staging = self.state_dir / f".workspace-template-{uuid.uuid4().hex[:8]}"
             try:
                 staging.mkdir()
-                await self._run(["init", "--quiet", "-b", "main"], cwd=staging)
+                # No hook samples, description or exclude file: fewer files to copy a run.
+                await self._run(["init", "--quiet", "--template=", "-b", "main"], cwd=staging)
                 await self._run(
-                    ["-c", "commit.gpgSign=false", "commit", "--quiet", "--no-verify",
-                     "--allow-empty", "-m", "Workspace created"],
+                    ["-c", "commit.gpgSign=false", "-c", "core.logAllRefUpdates=false",
+                     "commit", "--quiet", "--no-verify", "--allow-empty", "-m",
+                     "Workspace created"],
                     cwd=staging,
                 )  # fmt: skip
+                (staging / ".git" / "COMMIT_EDITMSG").unlink(missing_ok=True)
                 # Its config as the server writes it, so a copy's is known without a process.
                 await self._trust_workspace(staging)
                 with contextlib.suppress(OSError):  # lost the race: the winner's is as good
@@ -321,15 +324,35 @@ class Git(GitProcess):
     async def commit_all(self, dest: Path, message: str) -> str | None:
         """Stage everything (additions, changes, deletions) and commit it as the configured
         author; the new commit's sha, or None when there was nothing to commit."""
+        head, committed = await self.save(dest, message)
+        return head if committed else None
+
+    async def save(self, dest: Path, message: str) -> tuple[str, bool]:
+        """Commit everything in the work tree (as :meth:`commit_all`): the commit checked out
+        afterwards, and whether a commit was made. A clean tree costs one git process, whose
+        status also names the head (the agent may have committed itself)."""
         await self._trust_workspace(dest)
+        status = await self._run(
+            ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"], cwd=dest
+        )
+        head: str | None = None
+        changed = False
+        for record in status.split("\0"):
+            if record.startswith("# branch.oid "):
+                head = record.removeprefix("# branch.oid ")
+            elif record and not record.startswith("#"):
+                changed = True
+                break
+        if not changed and head is not None and _FULL_OID.fullmatch(head):
+            return head, False
         await self._run(["add", "--all"], cwd=dest)
         if await self._probe(["diff", "--cached", "--quiet"], dest):
-            return None  # the index equals HEAD
+            return await self._rev_parse(dest, "HEAD"), False  # the index equals HEAD
         await self._run(
             ["-c", "commit.gpgSign=false", "commit", "--quiet", "--no-verify", "-m", message],
             cwd=dest,
         )
-        return await self._rev_parse(dest, "HEAD")
+        return await self._rev_parse(dest, "HEAD"), True
 
     async def push(self, url: str, token: str | None, dest: Path, branch: str) -> None:
         """Push ``branch`` of ``dest`` to the same branch at ``url`` (never forced).
@@ -361,8 +384,7 @@ class Git(GitProcess):
         base_sha = await self._commit_id(dest, base)
         head_sha = await self._commit_id(dest, head)
         async with self._object_store(dest, base_sha) as (cwd, env):
-            base_sha = await self._rev_parse(cwd, base_sha, env)
-            head_sha = await self._rev_parse(cwd, head_sha, env)
+            base_sha, head_sha = await self._rev_parse_all(cwd, [base_sha, head_sha], env)
             numstat = await self._run(
                 ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
                  base_sha, head_sha, "--"],
@@ -414,6 +436,20 @@ class Git(GitProcess):
     async def _rev_parse(self, dest: Path, rev: str, env: dict[str, str] | None = None) -> str:
         out = await self._run(["rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=dest, env=env)
         return out.strip()
+
+    async def _rev_parse_all(
+        self, dest: Path, oids: list[str], env: dict[str, str] | None = None
+    ) -> list[str]:
+        """Each of ``oids`` (full object ids) as the commit it is, in one process (GitError if
+        one is not a commit here)."""
+        assert all(_FULL_OID.fullmatch(oid) for oid in oids)
+        out = await self._run(
+            ["rev-parse", *(f"{oid}^{{commit}}" for oid in oids)], cwd=dest, env=env
+        )
+        commits = out.split()
+        if len(commits) != len(oids):
+            raise GitError(f"git rev-parse: expected {len(oids)} commits, got {out.strip()!r}")
+        return commits
 
     async def _commit_id(self, dest: Path, rev: str) -> str:
         """``rev`` if it is a full object id; otherwise resolved in the (trusted) workspace."""

@@ -100,9 +100,10 @@ class Workspaces:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
-    async def commit(self, path: Path, message: str) -> str | None:
-        """Commit everything the agent changed; the new head, or None if nothing changed."""
-        return await self._local(self.git.commit_all(path, message))
+    async def commit(self, path: Path, message: str) -> str:
+        """Commit everything the agent changed; the head afterwards (a full commit id)."""
+        head, _ = await self._local(self.git.save(path, message))
+        return head
 
     async def stats(self, path: Path, base: str, head: str | None = None) -> dict[str, Any]:
         """Files changed with lines added/removed, and the commits, of ``base..head``
