@@ -13,7 +13,7 @@ from agentyard.core.clock import utcnow
 from agentyard.core.events import Event
 from agentyard.core.models import Chat, Message, Run, StoredEvent
 from agentyard.core.status import ACTIVE, RunStatus, allowed_sources
-from agentyard.store import receipts
+from agentyard.store import claims, receipts
 from agentyard.store import tables as t
 from agentyard.store.keycache import VerifiedKeys
 from agentyard.store.webhooks import Deferrer, record_status_change
@@ -449,67 +449,13 @@ class Store:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def claim_next(self, worker_id: str, user_max_running: int | None = None) -> Run | None:
-        """Move the next queued run to running; None when there is none to take.
-
-        One UPDATE with a sub-select, so the write lock is taken first (SQLite) and two
-        claimers never take the same run (the status guard).
-        """
-        busy = t.runs.alias("busy")
-        running_of_user = (
-            sa.select(sa.func.count())
-            .where(busy.c.user_id == t.runs.c.user_id, busy.c.status == RunStatus.RUNNING.value)
-            .scalar_subquery()
-        )
-        # Fair: the user with the fewest runs executing goes first, then the oldest run, so a
-        # 5-agent group or a burst from one user never starves another user's task.
-        same_chat = t.runs.alias("same_chat")
-        chat_busy = sa.exists().where(
-            same_chat.c.chat_id == t.runs.c.chat_id,
-            same_chat.c.status == RunStatus.RUNNING.value,
-        )
-        # A chat's runs share its workspace: never two of them at once, and in their order.
-        earlier = t.runs.alias("earlier")
-        chat_waits = sa.exists().where(
-            earlier.c.chat_id == t.runs.c.chat_id,
-            earlier.c.status == RunStatus.QUEUED.value,
-            sa.or_(
-                earlier.c.created_at < t.runs.c.created_at,
-                sa.and_(
-                    earlier.c.created_at == t.runs.c.created_at,
-                    earlier.c.run_id < t.runs.c.run_id,
-                ),
-            ),
-        )
-        claimable = [t.runs.c.status == RunStatus.QUEUED.value, ~chat_busy, ~chat_waits]
-        if user_max_running is not None:
-            claimable.append(running_of_user < user_max_running)
-        oldest = (
-            sa.select(t.runs.c.run_id)
-            .where(*claimable)
-            .order_by(running_of_user, t.runs.c.created_at, t.runs.c.run_id)
-            .limit(1)
-            # PostgreSQL: concurrent claimers each take another run (SQLite has one writer).
-            .with_for_update(skip_locked=True, of=t.runs)
-            .scalar_subquery()
-        )
-        now = utcnow()
+        """Move the next queued run to running (:func:`claims.claim`); None when there is
+        none to take."""
         async with self.transaction() as conn:
-            row = (
-                await conn.execute(
-                    t.runs.update()
-                    .where(t.runs.c.run_id == oldest, t.runs.c.status == RunStatus.QUEUED.value)
-                    .values(
-                        status=RunStatus.RUNNING.value,
-                        started_at=now,
-                        heartbeat_at=now,
-                        worker_id=worker_id,
-                    )
-                    .returning(t.runs.c.run_id)
-                )
-            ).first()
-            if row is not None:
-                await self._status_changed(conn, row.run_id)
-        return None if row is None else await self.get_run(row.run_id)
+            run_id = await claims.claim(conn, worker_id, utcnow(), user_max_running)
+            if run_id is not None:
+                await self._status_changed(conn, run_id)
+        return None if run_id is None else await self.get_run(run_id)
 
     async def mark_running(self, run_id: str, worker_id: str) -> bool:
         async with self.transaction() as conn:
@@ -526,31 +472,11 @@ class Store:
 
     async def start_within(self, run_id: str, worker_id: str, user_max_running: int) -> bool | None:
         """``mark_running`` unless the run's user already has ``user_max_running`` runs
-        executing: None then (the run stays queued). One user's starts are serialised (an
-        advisory lock on PostgreSQL, the write lock on SQLite), so the cap holds."""
+        executing: None then (the run stays queued)."""
         async with self.transaction() as conn:
-            user = (
-                await conn.execute(sa.select(t.runs.c.user_id).where(t.runs.c.run_id == run_id))
-            ).scalar_one_or_none()
-            if user is None:
-                return False
-            if conn.dialect.name == "postgresql":
-                await conn.execute(
-                    sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(str(user))))
-                )
-            else:  # take SQLite's write lock before counting
-                await conn.execute(
-                    t.runs.update().where(t.runs.c.run_id == run_id).values(run_id=run_id)
-                )
-            running = (
-                await conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(t.runs)
-                    .where(t.runs.c.user_id == user, t.runs.c.status == RunStatus.RUNNING.value)
-                )
-            ).scalar_one()
-            if int(running) >= user_max_running:
-                return None
+            allowed = await claims.start_within(conn, run_id, user_max_running)
+            if not allowed:
+                return allowed
             return await self._start(conn, run_id, worker_id)
 
     async def _transition(
