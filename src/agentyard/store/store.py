@@ -56,7 +56,31 @@ _KEY_BY_ID = sa.select(t.api_keys.c.user_id).where(
     t.api_keys.c.key_id == sa.bindparam("key_id"), t.api_keys.c.revoked_at.is_(None)
 )
 _RUN_BY_ID = t.runs.select().where(t.runs.c.run_id == sa.bindparam("run_id"))
-"""Built once: a statement is cheap to run from SQLAlchemy's cache, not to build."""
+"""Built once: a statement is cheap to run from SQLAlchemy's cache, not to build. (Hence the
+statements below; the values of an INSERT or UPDATE go as execution parameters, keyed by
+column, and the row's key in a parameter no column is named after.)"""
+_CHAT_BY_ID = t.chats.select().where(t.chats.c.chat_id == sa.bindparam("match_chat_id"))
+_UPDATE_CHAT = t.chats.update().where(t.chats.c.chat_id == sa.bindparam("match_chat_id"))
+_UPDATE_RUN = t.runs.update().where(t.runs.c.run_id == sa.bindparam("match_run_id"))
+_ACTIVE = [s.value for s in ACTIVE]
+_UPDATE_ACTIVE_RUN = _UPDATE_RUN.where(t.runs.c.status.in_(_ACTIVE))
+_COUNT_EVENTS = (
+    t.runs.update()
+    .where(t.runs.c.run_id == sa.bindparam("match_run_id"))
+    .values(event_seq=t.runs.c.event_seq + sa.bindparam("appended", type_=sa.Integer))
+    .returning(t.runs.c.event_seq)
+)
+_COUNT_EVENTS_ACTIVE = _COUNT_EVENTS.where(t.runs.c.status.in_(_ACTIVE))
+_EVENTS_AFTER = (
+    t.events.select()
+    .where(t.events.c.run_id == sa.bindparam("run_id"), t.events.c.seq > sa.bindparam("after"))
+    .order_by(t.events.c.seq)
+)
+_EVENTS_PAGE = _EVENTS_AFTER.limit(sa.bindparam("page", type_=sa.Integer))
+_TRANSITION = _UPDATE_RUN.where(t.runs.c.status.in_(sa.bindparam("sources", expanding=True)))
+_ASSISTANT_MESSAGE = t.messages.update().where(
+    t.messages.c.run_id == sa.bindparam("match_run_id"), t.messages.c.role == "assistant"
+)
 
 
 class _SqliteReader:
@@ -313,22 +337,18 @@ class Store:
     ) -> None:
         if new_chat is not None:
             await conn.execute(
-                t.chats.insert().values(
-                    {k: v for k, v in vars(new_chat).items() if k in _CHAT_FIELDS}
-                )
+                t.chats.insert(), {k: v for k, v in vars(new_chat).items() if k in _CHAT_FIELDS}
             )
-        await conn.execute(t.runs.insert().values(_run_values(run)))
-        await conn.execute(t.messages.insert().values(vars(user_message)))
-        await conn.execute(
-            t.messages.insert().values(
-                message_id=run.assistant_message_id,
-                chat_id=run.chat_id,
-                run_id=run.run_id,
-                role="assistant",
-                parts=[],
-                created_at=run.created_at,
-            )
-        )
+        await conn.execute(t.runs.insert(), _run_values(run))
+        assistant_message = {
+            "message_id": run.assistant_message_id,
+            "chat_id": run.chat_id,
+            "run_id": run.run_id,
+            "role": "assistant",
+            "parts": [],
+            "created_at": run.created_at,
+        }
+        await conn.execute(t.messages.insert(), [vars(user_message), assistant_message])
         await self._status_changed(conn, run.run_id)
         if on_insert is not None:
             await on_insert(conn, run)
@@ -342,17 +362,16 @@ class Store:
         return None if row is None else _run(row)
 
     async def get_chat(self, chat_id: str) -> Chat | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(t.chats.select().where(t.chats.c.chat_id == chat_id))).first()
+        row = await self._first(_CHAT_BY_ID, {"match_chat_id": chat_id})
         return None if row is None else _chat(row)
 
     async def update_chat(self, chat_id: str, **values: Any) -> None:
         async with self.transaction() as conn:
-            await conn.execute(t.chats.update().where(t.chats.c.chat_id == chat_id).values(values))
+            await conn.execute(_UPDATE_CHAT, {**values, "match_chat_id": chat_id})
 
     async def update_run(self, run_id: str, **values: Any) -> None:
         async with self.transaction() as conn:
-            await conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(values))
+            await conn.execute(_UPDATE_RUN, {**values, "match_run_id": run_id})
 
     async def list_runs(
         self,
@@ -490,12 +509,13 @@ class Store:
         allowed = allowed_sources(target)
         if sources is not None:
             allowed = allowed & frozenset(sources)
-        result = await conn.execute(
-            t.runs.update()
-            .where(t.runs.c.run_id == run_id, t.runs.c.status.in_([s.value for s in allowed]))
-            .values(status=target.value, **values)
-        )
-        return bool(result.rowcount)
+        params = {
+            **values,
+            "status": target.value,
+            "match_run_id": run_id,
+            "sources": [s.value for s in allowed],
+        }
+        return bool((await conn.execute(_TRANSITION, params)).rowcount)
 
     async def finish_run(
         self,
@@ -531,9 +551,8 @@ class Store:
             stored = await self._append(conn, run_id, list(events), ended=True)
             if assistant_parts is not None:
                 await conn.execute(
-                    t.messages.update()
-                    .where(t.messages.c.run_id == run_id, t.messages.c.role == "assistant")
-                    .values(parts=assistant_parts, created_at=utcnow())
+                    _ASSISTANT_MESSAGE,
+                    {"parts": assistant_parts, "created_at": utcnow(), "match_run_id": run_id},
                 )
             await self._status_changed(conn, run_id)
             return stored
@@ -548,14 +567,7 @@ class Store:
         async with self.transaction() as conn:
             if not events and run_values:
                 # Never over an ended run's values (its terminal statusDetail, say).
-                await conn.execute(
-                    t.runs.update()
-                    .where(
-                        t.runs.c.run_id == run_id,
-                        t.runs.c.status.in_([s.value for s in ACTIVE]),
-                    )
-                    .values(run_values)
-                )
+                await conn.execute(_UPDATE_ACTIVE_RUN, {**run_values, "match_run_id": run_id})
             return await self._append(conn, run_id, events, run_values=run_values)
 
     async def _append(
@@ -570,16 +582,9 @@ class Store:
         run in a terminal status: ``finish`` is always the last event."""
         if not events:
             return []
-        query = t.runs.update().where(t.runs.c.run_id == run_id)
-        if not ended:
-            query = query.where(t.runs.c.status.in_([s.value for s in ACTIVE]))
-        last = (
-            await conn.execute(
-                query.values(
-                    event_seq=t.runs.c.event_seq + len(events), **(run_values or {})
-                ).returning(t.runs.c.event_seq)
-            )
-        ).scalar_one_or_none()
+        query = _COUNT_EVENTS if ended else _COUNT_EVENTS_ACTIVE
+        params = {**(run_values or {}), "match_run_id": run_id, "appended": len(events)}
+        last = (await conn.execute(query, params)).scalar_one_or_none()
         if last is None:
             raise RunEnded(f"run {run_id} has ended")
         first = int(last) - len(events) + 1
@@ -605,15 +610,12 @@ class Store:
     async def read_events(
         self, run_id: str, after_seq: int = 0, limit: int | None = None
     ) -> list[StoredEvent]:
-        query = (
-            t.events.select()
-            .where(t.events.c.run_id == run_id, t.events.c.seq > after_seq)
-            .order_by(t.events.c.seq)
-        )
+        params: dict[str, Any] = {"run_id": run_id, "after": after_seq}
+        query = _EVENTS_AFTER
         if limit is not None:
-            query = query.limit(limit)
+            query, params["page"] = _EVENTS_PAGE, limit
         async with self.engine.connect() as conn:
-            return [_event(r) for r in (await conn.execute(query)).all()]
+            return [_event(r) for r in (await conn.execute(query, params)).all()]
 
     # -- multi-agent groups --------------------------------------------------------------------
 

@@ -23,6 +23,16 @@ jobs there, so a row is never committed without its job)."""
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 _D = t.webhook_deliveries
 _E = t.webhook_endpoints
+_LISTENERS = (
+    sa.select(
+        t.runs.c.user_id,
+        t.chats.c.webhook_url,
+        sa.exists().where(_E.c.user_id == t.runs.c.user_id).label("has_endpoints"),
+    )
+    .select_from(t.runs.join(t.chats, t.chats.c.chat_id == t.runs.c.chat_id))
+    .where(t.runs.c.run_id == sa.bindparam("run_id"))
+)
+"""Whether anybody listens to a run's status changes: built once, run at every change."""
 
 
 async def record_status_change(
@@ -32,18 +42,7 @@ async def record_status_change(
 
     One query on primary keys and an index when nobody listens: the run, whether its chat
     has a webhook, whether its user has endpoints."""
-    has_endpoints = sa.exists().where(_E.c.user_id == t.runs.c.user_id)
-    head = (
-        await conn.execute(
-            sa.select(
-                t.runs.c.user_id,
-                t.chats.c.webhook_url,
-                has_endpoints.label("has_endpoints"),
-            )
-            .select_from(t.runs.join(t.chats, t.chats.c.chat_id == t.runs.c.chat_id))
-            .where(t.runs.c.run_id == run_id)
-        )
-    ).first()
+    head = (await conn.execute(_LISTENERS, {"run_id": run_id})).first()
     if head is None or (head.webhook_url is None and not head.has_endpoints):
         return []
     run_row = (await conn.execute(t.runs.select().where(t.runs.c.run_id == run_id))).one()
