@@ -264,7 +264,8 @@ class Runner:
             outcome = await self._guarded(
                 runtime.run(dataclasses.replace(spec, sandbox=confined), emit), guard, writer
             )
-        await asyncio.to_thread(kill_run_processes, run.run_id)
+        if not confined.reaped:  # else its end killed every process of the run
+            await asyncio.to_thread(kill_run_processes, run.run_id)
         # Everything the agent said is stored before the run is judged (or DatabaseFault).
         await writer.flush()
         status = await self._db(lambda: self._status(run.run_id), "read the run's status")

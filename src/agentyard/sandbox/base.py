@@ -74,6 +74,13 @@ class Confinement(Protocol):
         """Whether the agent is confined (and so may be handed endpoints through the proxy)."""
         ...
 
+    @property
+    def reaped(self) -> bool:
+        """After the ``confine`` block: whether every process the run started was killed at
+        its end (they were all held in the run's cgroups, which were emptied), so that no
+        scan of the machine's processes is needed for what the run left behind."""
+        ...
+
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         """The whole environment of the agent process: the sandbox's own variables, then
         ``env`` (the runtime's), then the run's markers."""

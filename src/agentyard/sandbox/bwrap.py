@@ -103,6 +103,9 @@ class _Run:
     cgroups: list[Path] = field(default_factory=list)
     kind: str = "bwrap"
     isolated: bool = True
+    reaped: bool = False
+    """Set at the end: each of the run's processes joined its cgroups before bubblewrap
+    started (the wrapper script) and could not leave them, and they were emptied."""
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         base = {
@@ -248,7 +251,8 @@ class BwrapSandbox:
             yield run
         finally:
             self.proxy.revoke(token)
-            await asyncio.to_thread(Cgroups.remove, run.cgroups)
+            emptied = await asyncio.to_thread(Cgroups.remove, run.cgroups)
+            run.reaped = bool(run.cgroups) and emptied
             await asyncio.to_thread(shutil.rmtree, directory, True)
 
     def bwrap_argv(

@@ -56,8 +56,10 @@ class Cgroups:
         return made
 
     @staticmethod
-    def remove(paths: list[Path]) -> None:
-        """Kill whatever is still in the run's cgroups, then remove them."""
+    def remove(paths: list[Path]) -> bool:
+        """Kill whatever is still in the run's cgroups, then remove them; whether every one
+        was emptied and removed."""
+        emptied = True
         for path in paths:
             for _ in range(50):
                 try:
@@ -70,8 +72,11 @@ class Cgroups:
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
                 time.sleep(0.02)
-            with contextlib.suppress(OSError):
+            try:
                 path.rmdir()
+            except OSError:
+                emptied = False
+        return emptied
 
 
 def _own_paths() -> dict[str, str]:

@@ -18,6 +18,7 @@ class Unconfined:
     marker_env: Mapping[str, str] = field(default_factory=dict)
     kind: str = "none"
     isolated: bool = False
+    reaped: bool = False
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
         return {**env, **self.marker_env}
