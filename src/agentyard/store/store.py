@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,15 +25,15 @@ _RUN_FIELDS = {c.name for c in t.runs.columns}
 _CHAT_FIELDS = {c.name for c in t.chats.columns}
 
 
-def _run(row: sa.Row[Any]) -> Run:
-    m = dict(row._mapping)
+def _run(row: sa.Row[Any] | Mapping[str, Any]) -> Run:
+    m = dict(row._mapping) if isinstance(row, sa.Row) else dict(row)
     m["status"] = RunStatus(m["status"])
     m["options"] = m.get("options") or {}
     return Run(**m)
 
 
-def _chat(row: sa.Row[Any]) -> Chat:
-    return Chat(**dict(row._mapping))
+def _chat(row: sa.Row[Any] | Mapping[str, Any]) -> Chat:
+    return Chat(**(dict(row._mapping) if isinstance(row, sa.Row) else row))
 
 
 def _event(row: sa.Row[Any]) -> StoredEvent:
@@ -87,15 +88,20 @@ class _SqliteReader:
     """Point reads on SQLite on the event loop itself, on a connection of their own.
 
     A read by primary key takes tens of microseconds; the pooled path hands it to a driver
-    thread and back, which costs more than the read. In WAL mode a reader never waits for
-    the writer; should SQLite still answer "busy" (it has no busy wait here, so the loop
-    never blocks on a lock), the caller reads through the pool instead."""
+    thread and back, which costs more than the read, and so does SQLAlchemy's execution of
+    it. So each statement (built once, see below) is compiled once, run on the bare sqlite3
+    connection, and its row processed with its columns' own result processors: the values
+    are what SQLAlchemy would return. In WAL mode a reader never waits for the writer;
+    should SQLite still answer "busy" (it has no busy wait here, so the loop never blocks on
+    a lock), the caller reads through the pool instead."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         url = engine.url.set(drivername="sqlite")
         self.engine = sa.create_engine(
             url, poolclass=sa.pool.StaticPool, connect_args={"timeout": 0}
         )
+        self._compiled: dict[int, _Compiled] = {}
+        self._connection: Any = None
 
         @sa.event.listens_for(self.engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -103,12 +109,49 @@ class _SqliteReader:
             cur.execute("PRAGMA query_only=ON")
             cur.close()
 
-    def first(self, statement: sa.Executable, params: dict[str, Any]) -> sa.Row[Any] | None:
-        with self.engine.connect() as conn:
-            return conn.execute(statement, params).first()
+    def first(self, statement: sa.Select[Any], params: dict[str, Any]) -> dict[str, Any] | None:
+        """The first row as a mapping of column names; sqlite3.OperationalError if busy."""
+        compiled = self._compiled.get(id(statement))
+        if compiled is None:
+            compiled = self._compiled[id(statement)] = _Compiled(statement, self.engine.dialect)
+        if self._connection is None:
+            self._connection = self.engine.raw_connection().driver_connection
+        row = self._connection.execute(compiled.sql, compiled.parameters(params)).fetchone()
+        return None if row is None else compiled.mapping(row)
 
     def close(self) -> None:
+        self._connection = None
         self.engine.dispose()
+
+
+class _Compiled:
+    """A statement compiled for SQLite once: its SQL, its parameters' order and processing,
+    and its columns' names and result processors."""
+
+    def __init__(self, statement: sa.Select[Any], dialect: sa.Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.statement = statement  # kept alive, so that its id() stays its own
+        self.sql = str(compiled)
+        self.names = list(compiled.positiontup or [])
+        self.binds: dict[str, Any] = dict(compiled._bind_processors)
+        self.columns = [
+            (column[0], column[3]._cached_result_processor(dialect, None))
+            for column in compiled._result_columns
+        ]
+
+    def parameters(self, params: dict[str, Any]) -> list[Any]:
+        values = []
+        for name in self.names:
+            value = params[name]
+            process = self.binds.get(name)
+            values.append(process(value) if process is not None else value)
+        return values
+
+    def mapping(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            name: (process(value) if process is not None else value)
+            for (name, process), value in zip(self.columns, row, strict=True)
+        }
 
 
 def _reader_for(engine: AsyncEngine) -> _SqliteReader | None:
@@ -138,15 +181,19 @@ class Store:
             self._reader.close()
         await self.engine.dispose()
 
-    async def _first(self, statement: sa.Executable, params: dict[str, Any]) -> sa.Row[Any] | None:
-        """The first row of a point read: on SQLite's own reader when it can, else pooled."""
+    async def _first(
+        self, statement: sa.Select[Any], params: dict[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """The first row of a point read (a statement built once), as a mapping of column
+        names: on SQLite's own reader when it can, else pooled."""
         if self._reader is not None:
             try:
                 return self._reader.first(statement, params)
-            except sa.exc.OperationalError:
+            except sqlite3.OperationalError:
                 pass  # busy, or the file is away: the pooled path waits and reports it
         async with self.engine.connect() as conn:
-            return (await conn.execute(statement, params)).first()
+            row = (await conn.execute(statement, params)).first()
+        return None if row is None else row._mapping
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -179,8 +226,8 @@ class Store:
         row = await self._first(_KEY_BY_HASH, {"key_hash": key_hash})
         if row is None:
             return None
-        self.keys.remember(generation, key_hash, str(row.key_id), str(row.user_id))
-        return str(row.key_id), str(row.user_id)
+        self.keys.remember(generation, key_hash, str(row["key_id"]), str(row["user_id"]))
+        return str(row["key_id"]), str(row["user_id"])
 
     async def user_for_key_id(self, key_id: str) -> str | None:
         """The user of a key that has not been revoked, or None."""
@@ -191,8 +238,8 @@ class Store:
         row = await self._first(_KEY_BY_ID, {"key_id": key_id})
         if row is None:
             return None
-        self.keys.remember(generation, None, key_id, str(row.user_id))
-        return str(row.user_id)
+        self.keys.remember(generation, None, key_id, str(row["user_id"]))
+        return str(row["user_id"])
 
     async def list_api_keys(self, user_id: str) -> list[dict[str, Any]]:
         """The user's keys, oldest first, without their hashes."""
