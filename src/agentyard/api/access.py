@@ -3,9 +3,9 @@ the JSON log format when ``AGENTYARD_LOG_FORMAT=json``), and the request counter
 
 The path is logged without its query string and no header is, so that nothing a client
 sends as a credential reaches the log. Probes (``/healthz``, ``/readyz``, ``/metrics``)
-are logged at debug level: a load balancer polls them every few seconds. It sits inside the
-application, so a body refused by its Content-Length alone (``BodyLimit``, outside) is not
-in it.
+are logged at debug level: a load balancer polls them every few seconds. It wraps the
+application (and its status fast path), inside the header and body limits: a request
+refused by its headers or its Content-Length alone is not in it.
 """
 
 from __future__ import annotations

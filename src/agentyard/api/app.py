@@ -54,9 +54,8 @@ def create_app(
     app.include_router(ops.router)
     openapi.install(app)
     web.install(app, yard)  # the dashboard under / (its routes stay out of the OpenAPI)
-    app.add_middleware(StatusFastPath, yard=yard)  # the polled request, inside the log
-    app.add_middleware(AccessLog, metrics=yard.metrics)
-
-    # Outermost first: headers are capped before anything reads them, bodies by their route.
-    bodies = BodyLimit(app, settings.max_body_bytes, settings.max_upload_bytes)
+    # Outermost first: headers are capped before anything reads them, bodies by their
+    # route; every request is logged; the polled status is answered before the framework.
+    logged = AccessLog(StatusFastPath(app, yard=yard), metrics=yard.metrics)
+    bodies = BodyLimit(logged, settings.max_body_bytes, settings.max_upload_bytes)
     return HeaderLimit(bodies, settings.max_header_count, settings.max_header_bytes)

@@ -6,7 +6,8 @@ dependency injection and response validation of every other route. Only the plai
 is answered here (the caller's own run, not waiting in the queue): anything else (no or a
 bad key, someone else's run, an unknown id, a queued run whose detail needs more queries)
 goes on to the route itself, so that every error and every body stays the route's own.
-It sits inside the access log, which records it like any other request.
+It sits outside the framework's own middleware, inside the access log, which records it
+like any other request.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentyard.api import views
+from agentyard.core import ids
 from agentyard.core.status import RunStatus
 from agentyard.server import Agentyard
 
@@ -45,12 +47,13 @@ class StatusFastPath:
     async def _status(self, scope: Scope, run_id: str) -> bytes | None:
         """The status body, or None for the route to answer (with its own error)."""
         secret = _bearer(scope)
-        if secret is None:
+        if secret is None or not ids.is_run_id(run_id):
             return None
-        user = await self.yard.authenticate(secret)
-        if user is None:
+        try:
+            user = await self.yard.authenticate(secret)
+            run = await self.yard.store.get_run_state(run_id) if user is not None else None
+        except Exception:  # e.g. the database is away: the route answers, with its error
             return None
-        run = await self.yard.service.find_run(run_id)
         if run is None or run.user_id != user or run.status is RunStatus.QUEUED:
             return None
         view = views.status(run, self.yard.settings.expected_run_seconds)

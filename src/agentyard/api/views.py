@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agentyard.core.clock import iso, utcnow
-from agentyard.core.models import Chat, Message, Run
+from agentyard.core.models import Chat, Message, Run, RunState
 from agentyard.core.progress import estimate_progress
 from agentyard.runtimes.base import AgentRuntime
 
@@ -82,7 +82,9 @@ def task(run: Run, chat: Chat, messages: list[Message]) -> dict[str, Any]:
     return view
 
 
-def status(run: Run, expected_seconds: float, now: datetime | None = None) -> dict[str, Any]:
+def status(
+    run: Run | RunState, expected_seconds: float, now: datetime | None = None
+) -> dict[str, Any]:
     return {
         "runId": run.run_id,
         "status": run.status.value,

@@ -59,6 +59,19 @@ class Run:
     completed_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class RunState:
+    """What ``/status`` shows of a run, and whose run it is: a narrow read of its row."""
+
+    run_id: str
+    user_id: str
+    status: RunStatus
+    error: str | None
+    status_detail: str | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
 @dataclass
 class Message:
     message_id: str

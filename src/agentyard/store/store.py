@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentyard.core.clock import utcnow
 from agentyard.core.events import Event
-from agentyard.core.models import Chat, Message, Run, StoredEvent
+from agentyard.core.models import Chat, Message, Run, RunState, StoredEvent
 from agentyard.core.status import ACTIVE, RunStatus, allowed_sources
 from agentyard.store import claims, receipts
 from agentyard.store import tables as t
@@ -60,6 +60,15 @@ _RUN_BY_ID = t.runs.select().where(t.runs.c.run_id == sa.bindparam("run_id"))
 """Built once: a statement is cheap to run from SQLAlchemy's cache, not to build. (Hence the
 statements below; the values of an INSERT or UPDATE go as execution parameters, keyed by
 column, and the row's key in a parameter no column is named after.)"""
+_RUN_STATE = sa.select(
+    t.runs.c.run_id,
+    t.runs.c.user_id,
+    t.runs.c.status,
+    t.runs.c.error,
+    t.runs.c.status_detail,
+    t.runs.c.started_at,
+    t.runs.c.completed_at,
+).where(t.runs.c.run_id == sa.bindparam("run_id"))
 _CHAT_BY_ID = t.chats.select().where(t.chats.c.chat_id == sa.bindparam("match_chat_id"))
 _UPDATE_CHAT = t.chats.update().where(t.chats.c.chat_id == sa.bindparam("match_chat_id"))
 _UPDATE_RUN = t.runs.update().where(t.runs.c.run_id == sa.bindparam("match_run_id"))
@@ -407,6 +416,13 @@ class Store:
     async def get_run(self, run_id: str) -> Run | None:
         row = await self._first(_RUN_BY_ID, {"run_id": run_id})
         return None if row is None else _run(row)
+
+    async def get_run_state(self, run_id: str) -> RunState | None:
+        """The run's status and whose it is, without the rest of its row."""
+        row = await self._first(_RUN_STATE, {"run_id": run_id})
+        if row is None:
+            return None
+        return RunState(**{**row, "status": RunStatus(row["status"])})
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         row = await self._first(_CHAT_BY_ID, {"match_chat_id": chat_id})
