@@ -348,10 +348,12 @@ class Git(GitProcess):
         await self._run(["add", "--all"], cwd=dest)
         if await self._probe(["diff", "--cached", "--quiet"], dest):
             return await self._rev_parse(dest, "HEAD"), False  # the index equals HEAD
+        # No automatic maintenance either: a commit would start another git process for it.
         await self._run(
-            ["-c", "commit.gpgSign=false", "commit", "--quiet", "--no-verify", "-m", message],
+            ["-c", "commit.gpgSign=false", "-c", "maintenance.auto=false", "-c", "gc.auto=0",
+             "commit", "--quiet", "--no-verify", "-m", message],
             cwd=dest,
-        )
+        )  # fmt: skip
         return await self._rev_parse(dest, "HEAD"), True
 
     async def push(self, url: str, token: str | None, dest: Path, branch: str) -> None:
