@@ -4,6 +4,9 @@ Prints:
 - the median end-to-end time of a task through the server (POST to the `finish` event on
   its SSE stream) divided by the median time of the same script run directly through the SDK
   (`claude_agent_sdk.query`), both medians and their difference (the time the server adds);
+  the direct run is timed in a plain directory and in a git repository with one commit (a
+  run's workspace is one, and the CLI inspects a repository before its first request), each
+  round running both and then the task through the server, side by side;
 - p50/p99 of the time from POST to the agent process starting (the CLI process carrying the
   run's id appearing on the machine);
 - the median end-to-end time again with 50 SSE subscribers on every run (a run must not slow
@@ -18,6 +21,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -72,6 +76,18 @@ async def direct_run(model: ScriptedModelServer, workdir: Path, config: Path) ->
         if isinstance(message, sdk.ResultMessage):
             assert not message.is_error, message
     return time.monotonic() - started
+
+
+def git_init(path: Path) -> None:
+    """A repository with one empty commit, as a run's workspace starts."""
+    path.mkdir()
+    subprocess.run(["git", "init", "--quiet", "-b", "main"], cwd=path, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit",
+         "--quiet", "--allow-empty", "-m", "Workspace created"],
+        cwd=path,
+        check=True,
+    )  # fmt: skip
 
 
 class ProcessWatch:
@@ -149,11 +165,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ScriptedModelServer(SCRIPT) as model:
         root = Path(tmp)
-        direct = []
-        for i in range(args.runs):
-            work = root / f"direct-{i}"
-            work.mkdir()
-            direct.append(asyncio.run(direct_run(model, work, root / f"cfg-{i}")))
+        direct: list[float] = []
+        direct_git: list[float] = []
         env = server_env(
             root / "yard",
             {
@@ -169,7 +182,15 @@ def main() -> None:
         alone: list[float] = []
         try:
             with server.client() as client, ProcessWatch() as watch:
-                for _ in range(args.runs):
+                # Side by side: each round runs the SDK alone (in a plain directory, then in
+                # a git repository like a run's workspace) and then a task through the server.
+                for i in range(args.runs + 1):
+                    work = root / f"direct-{i}"
+                    work.mkdir()
+                    plain = asyncio.run(direct_run(model, work, root / f"cfg-{i}"))
+                    repo = root / f"direct-git-{i}"
+                    git_init(repo)
+                    in_git = asyncio.run(direct_run(model, repo, root / f"cfg-git-{i}"))
                     posted = time.monotonic()
                     run = client.post("/api/v1/tasks", json={"prompt": "write a"}).json()
                     path = f"/api/v1/tasks/{run['runId']}/logs/stream"
@@ -177,6 +198,10 @@ def main() -> None:
                         for frame in sse_frames(response):
                             if frame.data and frame.data["type"] == "finish":
                                 assert frame.data["status"] == "completed", frame.data
+                    if i == 0:
+                        continue  # a warm-up round: caches, the server's first run
+                    direct.append(plain)
+                    direct_git.append(in_git)
                     through.append(time.monotonic() - posted)
                     spawn.append(watch.first_seen[run["runId"]] - posted)
                     alone.append(run_seconds(client, run["runId"]))
@@ -189,9 +214,12 @@ def main() -> None:
         f"runs: {args.runs}, sandbox: {args.sandbox}, cores: {os.cpu_count()}, "
         f"load average: {one:.2f} {five:.2f} {fifteen:.2f} (at end)"
     )
-    print(f"direct through the SDK: median {d * 1000:.0f} ms")
+    g = statistics.median(direct_git)
+    print(f"direct through the SDK: median {d * 1000:.0f} ms (in a plain directory)")
+    print(f"  the same in a git repository: median {g * 1000:.0f} ms (the CLI probes git)")
     print(f"through the server:     median {s * 1000:.0f} ms")
     print(f"ratio server/direct:    {s / d:.2f} (the server adds {(s - d) * 1000:.0f} ms)")
+    print(f"  against the git repository: {s / g:.2f} (adds {(s - g) * 1000:.0f} ms)")
     print(
         f"POST -> agent process started: p50 {percentile(spawn, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(spawn, 0.99) * 1000:.1f} ms"
