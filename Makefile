@@ -87,7 +87,18 @@ test: lint typecheck unit
 
 # Every row of the performance table: the Claude task and per-run cost, the queue drain, and
 # the per-request/SSE/RSS rows (bench/api.py).
+# wrk loads the status endpoint (installed here as root on Debian/Ubuntu; without it an
+# async client does, and the client is then the bottleneck).
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -q wrk >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null)) || \
+	    echo "could not install wrk: bench/api.py falls back to an async client"; \
+	  else \
+	    echo "wrk is not installed: bench/api.py falls back to an async client"; \
+	  fi; \
+	}
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/api.py
