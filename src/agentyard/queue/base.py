@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from collections.abc import Collection
+from typing import Any, Protocol
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentyard.core.models import Run
@@ -20,6 +23,24 @@ def shutdown_error(grace_seconds: float) -> str:
     return (
         f"The server shut down while the run was executing{within}; continue the task to resume it"
     )
+
+
+log = structlog.get_logger(__name__)
+
+
+async def grace(
+    active: Collection[asyncio.Future[Any]], seconds: float, hurry: asyncio.Event
+) -> None:
+    """Let the runs executing here end on their own, for ``seconds`` at most or until
+    ``hurry`` is set (a second signal): the first part of a drain."""
+    if not active or seconds <= 0:
+        return
+    log.info("waiting for runs to finish", runs=len(active), grace_seconds=seconds)
+    all_done = asyncio.ensure_future(asyncio.wait(active))
+    hurried = asyncio.ensure_future(hurry.wait())
+    await asyncio.wait([all_done, hurried], timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    all_done.cancel()
+    hurried.cancel()
 
 
 class TaskQueue(Protocol):

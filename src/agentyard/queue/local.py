@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agentyard.core.models import Run
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
-from agentyard.queue.base import SHUTTING_DOWN, shutdown_error
+from agentyard.queue.base import SHUTTING_DOWN, grace, shutdown_error
 from agentyard.runner import RunControl, Runner
 from agentyard.runtimes.processes import kill_run_processes
 from agentyard.store.faults import is_disk_full, is_transient, public_message
@@ -98,16 +98,7 @@ class LocalQueue:
         :meth:`hurry`), then interrupt the rest."""
         async with self._claim_lock:  # a claim under way lands in _active first
             self._closed = True
-        active = list(self._active.values())
-        if active and grace_seconds > 0:
-            log.info("waiting for runs to finish", runs=len(active), grace_seconds=grace_seconds)
-            all_done = asyncio.ensure_future(asyncio.wait(active))
-            hurried = asyncio.ensure_future(self._hurry.wait())
-            await asyncio.wait(
-                [all_done, hurried], timeout=grace_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-            all_done.cancel()
-            hurried.cancel()
+        await grace(list(self._active.values()), grace_seconds, self._hurry)
         for run_id, task in list(self._active.items()):
             if not task.done():
                 log.warning("interrupting run", run_id=run_id, reason=SHUTTING_DOWN)

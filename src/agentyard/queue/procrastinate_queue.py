@@ -27,7 +27,7 @@ from agentyard.core.models import Run
 from agentyard.core.status import RunStatus
 from agentyard.events.bus import LocalBus
 from agentyard.events.log import EventLog
-from agentyard.queue.base import SHUTTING_DOWN, shutdown_error
+from agentyard.queue.base import SHUTTING_DOWN, grace, shutdown_error
 from agentyard.queue.reaping import end_ghosts, reap_stalled, runs_alive, touch_runs
 from agentyard.queue.resilient_jobs import ResilientJobManager
 from agentyard.runner import RunControl, Runner
@@ -199,15 +199,7 @@ class ProcrastinateQueue:
             self._worker.shutdown_graceful_timeout = None  # the grace is timed here
             self._worker.stop()  # type: ignore[no-untyped-call]
         active = [t for t in self._run_tasks.values() if not t.done()]
-        if active and grace_seconds > 0:
-            log.info("waiting for runs to finish", runs=len(active), grace_seconds=grace_seconds)
-            all_done = asyncio.ensure_future(asyncio.wait(active))
-            hurried = asyncio.ensure_future(self._hurry.wait())
-            await asyncio.wait(
-                [all_done, hurried], timeout=grace_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-            all_done.cancel()
-            hurried.cancel()
+        await grace(active, grace_seconds, self._hurry)
         self._interrupting = shutdown_error(grace_seconds)
         for run_id, task in list(self._run_tasks.items()):
             if not task.done():
