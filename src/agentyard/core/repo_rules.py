@@ -12,7 +12,7 @@ import ipaddress
 import re
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from agentyard.core.errors import InvalidInput
 
@@ -81,6 +81,30 @@ def normal_host(name: str) -> str:
     return name[1:-1] if name.startswith("[") and name.endswith("]") else name
 
 
+def split_web_url(
+    url: str, name: str, credentials_hint: str = ""
+) -> tuple[SplitResult, str, str, int | None]:
+    """An http(s) URL's parts, its scheme and host (lowercase) and its port. InvalidInput,
+    naming ``name``, unless it is a valid URL over https or http, with no credentials, no
+    fragment and a host (what any URL the server calls out to must be)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"{name} is not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        raise InvalidInput(f"{name} must use https (got {scheme or 'no scheme'!r})")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise InvalidInput(f"{name} must not embed credentials{credentials_hint}")
+    if parts.fragment:
+        raise InvalidInput(f"{name} must not have a fragment")
+    host = (parts.hostname or "").lower()
+    if not host:
+        raise InvalidInput(f"{name} has no host")
+    return parts, scheme, host, port
+
+
 def parse_repo_url(raw: str, allowed_hosts: list[str]) -> RepoUrl:
     url = raw.strip()
     allowed = ", ".join(allowed_hosts) or "none"
@@ -88,21 +112,9 @@ def parse_repo_url(raw: str, allowed_hosts: list[str]) -> RepoUrl:
         raise InvalidInput("repoUrl must be an https URL (transport syntax like ext:: is refused)")
     if re.match(r"^[\w.-]+@[\w.-]+:", url):
         raise InvalidInput("repoUrl must be an https URL (scp-style ssh URLs are refused)")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidInput(f"repoUrl is not a valid URL ({exc})") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http"):
-        raise InvalidInput(f"repoUrl must use https (got {scheme or 'no scheme'!r})")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise InvalidInput("repoUrl must not embed credentials; connect GitHub instead")
-    if parts.query or parts.fragment:
+    parts, scheme, host, port = split_web_url(url, "repoUrl", "; connect GitHub instead")
+    if parts.query:
         raise InvalidInput("repoUrl must not have a query or a fragment")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise InvalidInput("repoUrl has no host")
     rule = next(
         (
             r

@@ -13,7 +13,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from agentyard.core.errors import InvalidInput
-from agentyard.core.repo_rules import HostRule
+from agentyard.core.repo_rules import HostRule, split_web_url
 from agentyard.workspace.repo_policy import check_public_host
 
 MAX_URL = 2000
@@ -30,21 +30,7 @@ class WebhookUrls:
             raise InvalidInput(f"'{field}' must be a URL of at most {MAX_URL} characters")
         if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
             raise InvalidInput(f"'{field}' must not contain spaces or control characters")
-        try:
-            parts = urlsplit(url)
-            port = parts.port
-        except ValueError as exc:
-            raise InvalidInput(f"'{field}' is not a valid URL ({exc})") from None
-        scheme = parts.scheme.lower()
-        if scheme not in ("https", "http"):
-            raise InvalidInput(f"'{field}' must use https (got {scheme or 'no scheme'!r})")
-        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-            raise InvalidInput(f"'{field}' must not embed credentials")
-        if parts.fragment:
-            raise InvalidInput(f"'{field}' must not have a fragment")
-        host = (parts.hostname or "").lower()
-        if not host:
-            raise InvalidInput(f"'{field}' has no host")
+        _, scheme, host, port = split_web_url(url, f"'{field}'")
         if scheme == "http":
             rule = self._rule(host, port)
             if rule is None or not rule.http:
