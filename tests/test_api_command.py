@@ -11,7 +11,13 @@ import httpx
 import pytest
 
 from agentyard.runtimes.processes import marked_pids
-from agentyard.testing.harness import ServerProcess, read_stream, server_env, wait_status
+from agentyard.testing.harness import (
+    ServerProcess,
+    read_stream,
+    running_server,
+    server_env,
+    wait_status,
+)
 
 COMMANDS = {
     "echo": {"argv": ["sh", "-c", 'echo "you said: $AGENTYARD_PROMPT"; echo done > out.txt']},
@@ -27,18 +33,15 @@ COMMANDS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("yard")
-    env = server_env(
-        data,
+    with running_server(
+        tmp_path_factory.mktemp("yard"),
         {
             "AGENTYARD_COMMANDS": json.dumps(COMMANDS),
             "AGENTYARD_MAX_CONCURRENT_RUNS": "3",
             "AGENTYARD_MAX_BODY_BYTES": "65536",
         },
-    )
-    proc = ServerProcess(data, env).start()
-    yield proc
-    proc.stop()
+    ) as proc:
+        yield proc
 
 
 def create(client: httpx.Client, command: str, prompt: str = "hi") -> dict[str, str]:

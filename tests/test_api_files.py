@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from agentyard.testing.harness import ServerProcess, server_env, wait_status
+from agentyard.testing.harness import ServerProcess, running_server, wait_status
 
 COMMANDS = {
     "setup": {
@@ -29,14 +29,11 @@ COMMANDS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("yard")
-    env = server_env(
-        data,
+    with running_server(
+        tmp_path_factory.mktemp("yard"),
         {"AGENTYARD_COMMANDS": json.dumps(COMMANDS), "AGENTYARD_MAX_UPLOAD_BYTES": "200000"},
-    )
-    proc = ServerProcess(data, env).start()
-    yield proc
-    proc.stop()
+    ) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from agentyard.runtimes.processes import marked_pids
-from agentyard.testing.harness import ServerProcess, server_env, wait_status
+from agentyard.testing.harness import ServerProcess, running_server, wait_status
 
 COMMANDS = {
     "alpha": {"argv": ["sh", "-c", "printf 'a\\nb\\n' > shared.txt; echo alpha > alpha.txt"]},
@@ -20,14 +20,11 @@ COMMANDS = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("yard")
-    env = server_env(
-        data,
+    with running_server(
+        tmp_path_factory.mktemp("yard"),
         {"AGENTYARD_COMMANDS": json.dumps(COMMANDS), "AGENTYARD_MAX_CONCURRENT_RUNS": "3"},
-    )
-    proc = ServerProcess(data, env).start()
-    yield proc
-    proc.stop()
+    ) as proc:
+        yield proc
 
 
 def group(client: httpx.Client, *models: str) -> httpx.Response:

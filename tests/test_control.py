@@ -21,7 +21,7 @@ from agentyard.core.clock import utcnow
 from agentyard.core.models import Message, Run
 from agentyard.core.status import RunStatus
 from agentyard.store.store import Store
-from agentyard.testing.harness import ServerProcess, server_env, wait_status
+from agentyard.testing.harness import ServerProcess, running_server, wait_status
 from agentyard.testing.scripted_model import ScriptedModelServer
 
 COMMANDS = {
@@ -73,9 +73,8 @@ def model() -> Iterator[ScriptedModelServer]:
 def server(
     tmp_path_factory: pytest.TempPathFactory, model: ScriptedModelServer
 ) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("yard")
-    env = server_env(
-        data,
+    with running_server(
+        tmp_path_factory.mktemp("yard"),
         {
             "AGENTYARD_COMMANDS": json.dumps(COMMANDS),
             "AGENTYARD_MAX_CONCURRENT_RUNS": "4",
@@ -85,10 +84,8 @@ def server(
             # The CLI's own retries (of a 529) stay on: the server must make them visible.
             "AGENTYARD_CLAUDE_ENV": '{"CLAUDE_CODE_MAX_RETRIES": "3"}',
         },
-    )
-    proc = ServerProcess(data, env).start()
-    yield proc
-    proc.stop()
+    ) as proc:
+        yield proc
 
 
 def task(prompt: str = "hi", command: str = "echo", **extra: Any) -> dict[str, Any]:
@@ -399,19 +396,16 @@ def test_an_unknown_continue_field_is_a_400(client: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("limited")
-    env = server_env(
-        data,
+    with running_server(
+        tmp_path_factory.mktemp("limited"),
         {
             "AGENTYARD_COMMANDS": json.dumps(COMMANDS),
             "AGENTYARD_MAX_CONCURRENT_RUNS": "2",
             "AGENTYARD_USER_MAX_RUNNING_RUNS": "1",
             "AGENTYARD_USER_MAX_QUEUED_RUNS": "2",
         },
-    )
-    proc = ServerProcess(data, env).start()
-    yield proc
-    proc.stop()
+    ) as proc:
+        yield proc
 
 
 def test_per_user_limits_queue_then_refuse(limited: ServerProcess, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentyard.testing.harness import ServerProcess, server_env, wait_status
+from agentyard.testing.harness import ServerProcess, running_server, wait_status
 from agentyard.testing.scripted_model import ScriptedModelServer
 
 REAL_KEY = "sk-ant-real-key-for-the-sandbox-test"
@@ -28,9 +28,8 @@ def model() -> Iterator[ScriptedModelServer]:
 def server(
     tmp_path_factory: pytest.TempPathFactory, model: ScriptedModelServer
 ) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("yard")
-    env = server_env(
-        data,
+    with running_server(
+        tmp_path_factory.mktemp("yard"),
         {
             "AGENTYARD_SANDBOX": "bwrap",
             "ANTHROPIC_BASE_URL": model.url,
@@ -41,10 +40,8 @@ def server(
             "AGENTYARD_CODEX_MAX_RETRIES": "0",
             "AGENTYARD_COMMANDS": json.dumps({"sh": {"argv": ["sh", "-c", "{prompt}"]}}),
         },
-    )
-    proc = ServerProcess(data, env).start()
-    yield proc
-    proc.stop()
+    ) as proc:
+        yield proc
 
 
 def escape_script(server: ServerProcess) -> str:

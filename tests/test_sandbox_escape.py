@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agentyard.testing.harness import ServerProcess, server_env, wait_status
+from agentyard.testing.harness import ServerProcess, running_server, server_env, wait_status
 from agentyard.testing.scripted_model import ScriptedModelServer
 
 REAL_ANTHROPIC_KEY = "sk-ant-real-provider-key-0123456789"
@@ -41,9 +41,8 @@ def model() -> Iterator[ScriptedModelServer]:
 def server(
     tmp_path_factory: pytest.TempPathFactory, model: ScriptedModelServer
 ) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("yard")
-    env = server_env(
-        data,
+    with running_server(
+        tmp_path_factory.mktemp("yard"),
         {
             "AGENTYARD_SANDBOX": "bwrap",
             "AGENTYARD_COMMANDS": json.dumps(COMMANDS),
@@ -55,10 +54,8 @@ def server(
             "OPENAI_API_KEY": REAL_OPENAI_KEY,
             "OPENAI_BASE_URL": model.url + "/v1",
         },
-    )
-    proc = ServerProcess(data, env).start()
-    yield proc
-    proc.stop()
+    ) as proc:
+        yield proc
 
 
 def run_script(client: httpx.Client, script: str, timeout: float = 90) -> dict[str, object]:

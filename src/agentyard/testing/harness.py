@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,18 @@ def server_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[s
     )
     env.update(extra or {})
     return env
+
+
+@contextmanager
+def running_server(
+    data_dir: Path, extra: Mapping[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A server on ``data_dir`` with :func:`server_env` and ``extra``, stopped afterwards."""
+    proc = ServerProcess(data_dir, server_env(data_dir, extra)).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 def wait_status(
