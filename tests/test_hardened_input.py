@@ -27,7 +27,13 @@ from agentyard.core.repo_rules import HostRule, parse_repo_url
 from agentyard.runtimes.processes import marked_pids
 from agentyard.testing.fake_github import FakeGitHub, FakeRepo
 from agentyard.testing.git_http import GitHttpServer
-from agentyard.testing.harness import API_KEY, ServerProcess, server_env, wait_status
+from agentyard.testing.harness import (
+    API_KEY,
+    ServerProcess,
+    running_server,
+    server_env,
+    wait_status,
+)
 
 BODY_LIMIT = 1_048_576
 UPLOAD_LIMIT = 3 * 1_048_576
@@ -52,19 +58,16 @@ def github() -> Iterator[FakeGitHub]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, github: FakeGitHub) -> Iterator[ServerProcess]:
-    data = tmp_path_factory.mktemp("yard")
-    env = server_env(
-        data,
+    with running_server(
+        tmp_path_factory.mktemp("yard"),
         {
             "AGENTYARD_COMMANDS": json.dumps(COMMANDS),
             "AGENTYARD_MAX_BODY_BYTES": str(BODY_LIMIT),
             "AGENTYARD_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
             "AGENTYARD_GITHUB_API_URL": github.url,
         },
-    )
-    proc = ServerProcess(data, env).start()
-    yield proc
-    proc.stop()
+    ) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +191,10 @@ def test_fifos_and_sockets_are_refused_and_the_server_stays_responsive(
 
     def poll_health() -> None:
         with httpx.Client(base_url=server.url, timeout=5) as c:
-            while not stop.is_set():
+            while True:  # at least once, however quickly the attempts are refused
                 health.append(c.get("/healthz").status_code)
+                if stop.is_set():
+                    return
 
     def attempts(name: str) -> list[httpx.Response]:
         folder, _, leaf = name.rpartition("/")
