@@ -9,6 +9,8 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -50,6 +52,27 @@ def wait_logged(server: ServerProcess, text: str, timeout: float = 20) -> None:
     raise AssertionError(f"never logged {text!r}:\n{server.logs()}")
 
 
+def sigterm(server: ServerProcess) -> None:
+    """The first signal: the server says it is shutting down (and drains)."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    wait_logged(server, "shutting down")
+
+
+@contextmanager
+def restart(
+    tmp_path: Path, before: ServerProcess, runs: int
+) -> Iterator[tuple[ServerProcess, httpx.Client]]:
+    """The same installation started again (no grace period), on the same port, and a
+    client of it."""
+    again = ServerProcess(tmp_path, env(tmp_path, grace=0, runs=runs), port=before.port).start()
+    try:
+        with again.client() as c:
+            yield again, c
+    finally:
+        again.stop()
+
+
 def wait_exit(server: ServerProcess, timeout: float) -> int:
     assert server.proc is not None
     try:
@@ -67,9 +90,7 @@ def test_sigterm_drains_runs_keeps_the_queue_and_restarts_it(tmp_path: Path) -> 
             wait_status(c, slow, {"running"})
             queued = create(c, "short")
             assert c.get(f"/api/v1/tasks/{queued}/status").json()["status"] == "queued"
-            assert first.proc is not None
-            first.proc.send_signal(signal.SIGTERM)
-            wait_logged(first, "shutting down")
+            sigterm(first)
             # Meanwhile the server soon takes no new connection (uvicorn stops listening).
             with pytest.raises(httpx.TransportError):
                 for _ in range(50):
@@ -80,27 +101,23 @@ def test_sigterm_drains_runs_keeps_the_queue_and_restarts_it(tmp_path: Path) -> 
         first.stop()
     assert "Traceback" not in first.logs()
     # The restarted server runs nothing here but what was queued (concurrency 2, grace 0).
-    second = ServerProcess(tmp_path, env(tmp_path, grace=0, runs=2), port=first.port).start()
-    try:
-        with second.client() as c:
-            done = c.get(f"/api/v1/tasks/{quick}").json()
-            assert done["status"] == "completed", done
-            assert done["messages"][-1]["parts"][0]["text"] == "started\ndone\n"
-            cut = c.get(f"/api/v1/tasks/{slow}").json()
-            assert cut["status"] == "interrupted", cut
-            assert cut["statusDetail"] == "server shutting down"
-            assert "grace period" in cut["error"]
-            assert marked_pids(slow) == []
-            # Not claimed by the draining server when the quick run freed its slot.
-            ran = wait_status(c, queued, {"completed", "failed", "interrupted"}, timeout=60)
-            assert ran["status"] == "completed", ran
-            assert second.proc is not None
-            later = c.get(f"/api/v1/tasks/{queued}").json()
-            assert later["workerId"].endswith(f":{second.proc.pid}"), later
-            events = c.get(f"/api/v1/tasks/{queued}/logs").json()
-            assert [e["type"] for e in events["events"]].count("start") == 1
-    finally:
-        second.stop()
+    with restart(tmp_path, first, runs=2) as (second, c):
+        done = c.get(f"/api/v1/tasks/{quick}").json()
+        assert done["status"] == "completed", done
+        assert done["messages"][-1]["parts"][0]["text"] == "started\ndone\n"
+        cut = c.get(f"/api/v1/tasks/{slow}").json()
+        assert cut["status"] == "interrupted", cut
+        assert cut["statusDetail"] == "server shutting down"
+        assert "grace period" in cut["error"]
+        assert marked_pids(slow) == []
+        # Not claimed by the draining server when the quick run freed its slot.
+        ran = wait_status(c, queued, {"completed", "failed", "interrupted"}, timeout=60)
+        assert ran["status"] == "completed", ran
+        later = c.get(f"/api/v1/tasks/{queued}").json()
+        assert second.proc is not None
+        assert later["workerId"].endswith(f":{second.proc.pid}"), later
+        events = c.get(f"/api/v1/tasks/{queued}/logs").json()
+        assert [e["type"] for e in events["events"]].count("start") == 1
 
 
 @pytest.mark.parametrize("second_signal", [signal.SIGTERM, signal.SIGINT])
@@ -110,9 +127,8 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, second_signal: signal.Sig
         with server.client() as c:
             slow = create(c, "slow")
             wait_status(c, slow, {"running"})
+            sigterm(server)
             assert server.proc is not None
-            server.proc.send_signal(signal.SIGTERM)
-            wait_logged(server, "shutting down")
             started = time.monotonic()
             server.proc.send_signal(second_signal)
             # Far inside the 300 s grace: the second signal cut it short.
@@ -121,16 +137,12 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, second_signal: signal.Sig
     finally:
         server.stop()
     assert "Traceback" not in server.logs()
-    again = ServerProcess(tmp_path, env(tmp_path, grace=0, runs=1), port=server.port).start()
-    try:
-        with again.client() as c:
-            task = c.get(f"/api/v1/tasks/{slow}").json()
-        # Ended by the stopping server itself, not found running by the next start.
-        assert task["status"] == "interrupted", task
-        assert task["statusDetail"] == "server shutting down", task
-        assert marked_pids(slow) == []
-    finally:
-        again.stop()
+    with restart(tmp_path, server, runs=1) as (_, c):
+        task = c.get(f"/api/v1/tasks/{slow}").json()
+    # Ended by the stopping server itself, not found running by the next start.
+    assert task["status"] == "interrupted", task
+    assert task["statusDetail"] == "server shutting down", task
+    assert marked_pids(slow) == []
 
 
 @pytest.mark.postgres
