@@ -33,7 +33,7 @@ from agentyard.runtimes.processes import installation_id
 from agentyard.runtimes.registry import build_runtimes
 from agentyard.sandbox.bwrap import BwrapSandbox
 from agentyard.sandbox.factory import build_sandbox, start_sandbox
-from agentyard.service import Service, TaskLimits
+from agentyard.service import Service
 from agentyard.settings import Settings
 from agentyard.store.db import create_engine, is_sqlite, migrate
 from agentyard.store.faults import RetryPolicy, public_message
@@ -41,6 +41,7 @@ from agentyard.store.keycache import VerifiedKeys
 from agentyard.store.stats import run_counts, schema_head, schema_revision
 from agentyard.store.store import Store
 from agentyard.store.webhooks import WebhookStore
+from agentyard.task_limits import TaskLimits
 from agentyard.webhooks.delivery import Deliverer
 from agentyard.webhooks.delivery import RetryPolicy as WebhookRetry
 from agentyard.webhooks.dispatcher import Dispatcher

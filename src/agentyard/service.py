@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +13,7 @@ import structlog
 from agentyard.core import acp_policy, details, envvars, idempotency, ids
 from agentyard.core.acp_policy import Policy
 from agentyard.core.clock import utcnow
-from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
+from agentyard.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from agentyard.core.models import Chat, Message, Run, StoredEvent
 from agentyard.core.redaction import Redactor
 from agentyard.core.repo_rules import branch_name
@@ -24,9 +21,10 @@ from agentyard.core.routing import resolve_agent
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.queue.base import TaskQueue
+from agentyard.receipts import Receipts
 from agentyard.runtimes.base import AgentRuntime
-from agentyard.store.faults import public_message
 from agentyard.store.store import Store
+from agentyard.task_limits import TaskLimits
 from agentyard.workspace.workspaces import WorkspaceError, Workspaces
 
 log = structlog.get_logger(__name__)
@@ -94,18 +92,6 @@ class Continuation:
     """As for a new task; without it, the previous run's policy carries over."""
 
 
-@dataclass(frozen=True)
-class TaskLimits:
-    """Server-wide defaults and caps of the per-task limits, and the per-user ones."""
-
-    max_duration: float | None = None
-    max_duration_cap: float | None = None
-    max_cost_usd: float | None = None
-    max_cost_cap_usd: float | None = None
-    user_max_running: int | None = None
-    user_max_queued: int | None = None
-
-
 @dataclass
 class TaskView:
     run: Run
@@ -143,10 +129,7 @@ class Service:
         self.queue = queue
         self.runtimes = runtimes
         self.agents = tuple(runtimes)
-        self._in_flight: set[tuple[str, str]] = set()
-        self._purged_at = 0.0
-        """When this process last forgot idempotency records past their lifetime."""
-        """(user, Idempotency-Key) of the create requests being handled in this process."""
+        self.receipts = Receipts(store, secrets)
 
     def _resolve(self, agent: str | None, model: str | None) -> str:
         chosen = resolve_agent(agent, model, self.agents)
@@ -160,15 +143,15 @@ class Service:
     async def create_task(
         self, user_id: str, task: NewTask, receipt: idempotency.Receipt | None = None
     ) -> Run:
-        with self._flight(user_id, receipt):
+        with self.receipts.flight(user_id, receipt):
             return await self._create_task(user_id, task, receipt)
 
     async def _create_task(
         self, user_id: str, task: NewTask, receipt: idempotency.Receipt | None
     ) -> Run:
         agent = self._resolve(task.agent, task.model)
-        limits = self._limits(task.max_duration, task.max_cost_usd, None)
-        await self._check_queue_room(user_id, 1)
+        limits = self.limits.chosen(task.max_duration, task.max_cost_usd, None)
+        await self.limits.check_queue_room(self.store, user_id, 1)
         repo_url = await self._check_repo(user_id, task)
         hook = await self._webhook(task)
         sealed = self._seal(task.env)
@@ -179,7 +162,7 @@ class Service:
             user_id, chat.chat_id, agent, task.model, task.prompt, None, _options(task) | limits
         )
         self._attach_repo(chat, run, task, repo_url, None)
-        async with self._keeping(user_id, receipt, [run]) as record:
+        async with self.receipts.keeping(user_id, receipt, [run]) as record:
             await self.store.create_run(
                 run,
                 self._user_message(run),
@@ -198,7 +181,7 @@ class Service:
         receipt: idempotency.Receipt | None = None,
     ) -> tuple[str, list[Run]]:
         """One prompt to 2-5 agents: a run, chat and workspace each, one group id."""
-        with self._flight(user_id, receipt):
+        with self.receipts.flight(user_id, receipt):
             return await self._create_group(user_id, task, choices, receipt)
 
     async def _create_group(
@@ -211,8 +194,8 @@ class Service:
         if not 2 <= len(choices) <= 5:
             raise InvalidInput(f"'selectedAgents' must have 2 to 5 entries (got {len(choices)})")
         agents = [self._resolve(c.agent, c.model) for c in choices]
-        limits = self._limits(task.max_duration, task.max_cost_usd, None)
-        await self._check_queue_room(user_id, len(choices))
+        limits = self.limits.chosen(task.max_duration, task.max_cost_usd, None)
+        await self.limits.check_queue_room(self.store, user_id, len(choices))
         repo_url = await self._check_repo(user_id, task)
         hook = await self._webhook(task)  # every run of the group reports to it
         sealed = self._seal(task.env)  # every run of the group gets the same variables
@@ -234,7 +217,7 @@ class Service:
             run.group_id = group_id
             self._attach_repo(chat, run, task, repo_url, f"{agent}-{index + 1}")
             items.append((run, self._user_message(run), chat))
-        async with self._keeping(user_id, receipt, [run for run, _, _ in items]) as record:
+        async with self.receipts.keeping(user_id, receipt, [run for run, _, _ in items]) as record:
             await self.store.create_group_runs(
                 group_id, task.prompt, items, on_insert=self.queue.in_transaction, receipt=record
             )
@@ -249,7 +232,7 @@ class Service:
         follow_up: Continuation,
         receipt: idempotency.Receipt | None = None,
     ) -> Run:
-        with self._flight(user_id, receipt):
+        with self.receipts.flight(user_id, receipt):
             return await self._continue_task(user_id, run_id, follow_up, receipt)
 
     async def _continue_task(
@@ -262,13 +245,13 @@ class Service:
         if follow_up.model is not None and follow_up.agent is None:
             raise InvalidInput("'model' requires 'agent' when continuing a task")
         previous = await self._owned_run(user_id, run_id)
-        limits = self._limits(follow_up.max_duration, follow_up.max_cost_usd, previous)
+        limits = self.limits.chosen(follow_up.max_duration, follow_up.max_cost_usd, previous)
         permission = follow_up.acp_permission or acp_policy.known(
             previous.options.get(acp_policy.OPTION)
         )
         if permission is not None:
             limits[acp_policy.OPTION] = permission
-        await self._check_queue_room(user_id, 1)
+        await self.limits.check_queue_room(self.store, user_id, 1)
         chat_values = None
         if follow_up.env:
             chat_values = {"env_encrypted": await self._merged_env(previous, follow_up.env)}
@@ -285,7 +268,7 @@ class Service:
             run = self._new_run(
                 user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id, limits
             )
-            async with self._keeping(user_id, receipt, [run]) as record:
+            async with self.receipts.keeping(user_id, receipt, [run]) as record:
                 inserted = await self.store.continue_chat(
                     run,
                     self._user_message(run),
@@ -417,96 +400,6 @@ class Service:
     ) -> AsyncIterator[list[StoredEvent] | None]:
         return self.events.follow_batches(run_id, after_seq, keepalive)
 
-    # -- idempotency ------------------------------------------------------------------------
-
-    def receipt(
-        self,
-        key: str,
-        route: str,
-        body: Mapping[str, Any],
-        render: Callable[[list[Run]], dict[str, Any]],
-    ) -> idempotency.Receipt:
-        """What a create request under ``key`` keeps: its fingerprint and its response."""
-        if self.secrets is None:
-            raise InvalidInput(f"this server does not accept '{idempotency.HEADER}'")
-        mac_key = self.secrets.derive("idempotency")
-        return idempotency.Receipt(key, route, idempotency.fingerprint(mac_key, body), render)
-
-    async def replay(self, user_id: str, receipt: idempotency.Receipt) -> idempotency.Stored | None:
-        """The first response made under the receipt's key (422 if by another request, 409
-        while it is still being made); None for a key not used yet."""
-        if (user_id, receipt.key) in self._in_flight:
-            raise _in_flight()
-        row = await self.store.get_receipt(user_id, receipt.key)
-        if row is None:
-            return None
-        assert self.secrets is not None
-        plain = self.secrets.open(row["response_sealed"])
-        if plain is None:
-            raise Conflict(
-                f"the first response to this {idempotency.HEADER} cannot be decrypted "
-                "(was AGENTYARD_SECRET_KEY changed?); use a new key"
-            )
-        stored = idempotency.Stored(
-            route=row["route"],
-            fingerprint=dict(row["fingerprint"]),
-            status_code=int(row["status_code"]),
-            body=json.loads(plain),
-        )
-        receipt.check_replay(stored)
-        return stored
-
-    @contextmanager
-    def _flight(self, user_id: str, receipt: idempotency.Receipt | None) -> Iterator[None]:
-        if receipt is None:
-            yield
-            return
-        flight = (user_id, receipt.key)
-        if flight in self._in_flight:
-            raise _in_flight()
-        self._in_flight.add(flight)
-        try:
-            yield
-        finally:
-            self._in_flight.discard(flight)
-
-    @asynccontextmanager
-    async def _keeping(
-        self, user_id: str, receipt: idempotency.Receipt | None, runs: list[Run]
-    ) -> AsyncIterator[dict[str, Any] | None]:
-        """The idempotency record to insert with ``runs``; a key taken meanwhile (by
-        another process) is a 409, and nothing was inserted."""
-        if receipt is None:
-            yield None
-            return
-        assert self.secrets is not None
-        record = {
-            "user_id": user_id,
-            "key": receipt.key,
-            "route": receipt.route,
-            "fingerprint": receipt.fingerprint,
-            "status_code": receipt.status_code,
-            "response_sealed": self.secrets.seal(json.dumps(receipt.render(runs))),
-            "run_id": runs[0].run_id,
-            "created_at": utcnow(),
-        }
-        try:
-            yield record
-        except idempotency.KeyInUse:
-            raise _in_flight() from None
-        await self._purge_receipts()
-
-    async def _purge_receipts(self) -> None:
-        """Now and then (on a create with a key), forget the records past their lifetime."""
-        now = time.monotonic()
-        if now - self._purged_at < _PURGE_EVERY_SECONDS:
-            return
-        self._purged_at = now
-        try:
-            await self.store.purge_receipts()
-        except Exception as exc:  # the next create tries again; the request has succeeded
-            log.warning("purging idempotency records failed", error=public_message(exc))
-
     # -- helpers -----------------------------------------------------------------------------
 
     def _seal(self, variables: Mapping[str, str] | None) -> str | None:
@@ -527,41 +420,6 @@ class Service:
         merged = {**(current or {}), **variables}
         envvars.check(merged)
         return self._seal(merged)
-
-    def _limits(
-        self, max_duration: float | None, max_cost: float | None, previous: Run | None
-    ) -> dict[str, Any]:
-        """The run's ``maxDuration`` and ``maxCostUsd`` (given, else the previous run's, else
-        the server's defaults), within the server's caps."""
-        caps = self.limits
-        duration_cap, cost_cap = caps.max_duration_cap, caps.max_cost_cap_usd
-        if max_duration is not None and duration_cap is not None and max_duration > duration_cap:
-            raise InvalidInput(f"'maxDuration' may be at most {duration_cap:g} seconds here")
-        if max_cost is not None and cost_cap is not None and max_cost > cost_cap:
-            raise InvalidInput(f"'maxCostUsd' may be at most {cost_cap:g} here")
-        before = previous.options if previous is not None else {}
-        chosen = {
-            "maxDuration": max_duration
-            if max_duration is not None
-            else before.get("maxDuration", caps.max_duration),
-            "maxCostUsd": max_cost
-            if max_cost is not None
-            else before.get("maxCostUsd", caps.max_cost_usd),
-        }
-        return {name: value for name, value in chosen.items() if value is not None}
-
-    async def _check_queue_room(self, user_id: str, count: int) -> None:
-        """429 past the user's cap of queued runs."""
-        cap = self.limits.user_max_queued
-        if cap is None:
-            return
-        queued = await self.store.count_runs(RunStatus.QUEUED, user_id)
-        if queued + count > cap:
-            raise TooManyRequests(
-                f"too many queued runs: {queued} of at most {cap} are waiting; "
-                "retry once some have started",
-                retry_after=_QUEUE_FULL_RETRY_SECONDS,
-            )
 
     async def _webhook(self, task: NewTask) -> tuple[str | None, str | None]:
         """The task's own webhook URL, checked, and its secret sealed; or nothing."""
@@ -637,15 +495,6 @@ class Service:
 
 
 _FOLLOW_UP_ATTEMPTS = 10
-_QUEUE_FULL_RETRY_SECONDS = 30
-_PURGE_EVERY_SECONDS = 3600.0
-
-
-def _in_flight() -> Conflict:
-    return Conflict(
-        f"a request with this {idempotency.HEADER} is still in flight; "
-        "retry once it has been answered"
-    )
 
 
 def _new_chat(user_id: str, task: NewTask, sealed: str | None, now: datetime) -> Chat:

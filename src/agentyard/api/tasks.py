@@ -173,8 +173,8 @@ async def _receipt(
     if key is None:
         return None
     route = f"{request.method} {request.url.path}"
-    receipt = service.receipt(key, route, data, render)
-    stored = await service.replay(user, receipt)
+    receipt = service.receipts.receipt(key, route, data, render)
+    stored = await service.receipts.replay(user, receipt)
     if stored is None:
         return receipt
     return JSONResponse(
