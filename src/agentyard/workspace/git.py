@@ -31,8 +31,6 @@ import hashlib
 import os
 import re
 import shutil
-import stat
-import tempfile
 import time
 import unicodedata
 import uuid
@@ -50,34 +48,16 @@ from agentyard.workspace.git_process import (
     GitProcess,
     _redact_url,
 )
+from agentyard.workspace.gitdir import (
+    ORIGIN_CONFIG,
+    SAFE_CONFIG,
+    checked_git_dir,
+    config_text,
+    drop_git_files,
+    object_store,
+)
 
 __all__ = ["HOST_ENV", "TOKEN_ENV", "DiffStats", "FileStat", "Git", "GitError", "mirror_name"]
-
-# The workspace config keys kept before the server runs git there; everything else (url
-# rewrites, proxies, credential helpers, fsmonitor, filters, diff drivers, includes,
-# core.worktree, pagers, editors, gpg, ...) is dropped. (core.bare is dropped too: a
-# workspace always has a work tree.)
-_SAFE_CONFIG = re.compile(
-    r"^(core\.(repositoryformatversion|filemode|logallrefupdates|ignorecase"
-    r"|precomposeunicode|symlinks)"
-    r"|extensions\.objectformat"
-    r"|branch\..+\.(remote|merge)"
-    r"|user\.(name|email))$",
-    re.IGNORECASE,
-)
-# Kept as they are when the call names no URL (local operations): where origin is.
-_ORIGIN_CONFIG = re.compile(r"^remote\.origin\.(url|fetch)$", re.IGNORECASE)
-
-# Files of a workspace's git directory that make git read something outside it (other
-# object stores), or carry configuration-like data (attributes, grafts, per-worktree
-# config): removed before the server's git runs there.
-_DROPPED_GIT_FILES = (
-    "objects/info/alternates",
-    "objects/info/http-alternates",
-    "info/attributes",
-    "info/grafts",
-    "config.worktree",
-)
 
 # A full object id (sha1 or sha256): a revision that needs no refs to resolve.
 _FULL_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -385,7 +365,7 @@ class Git(GitProcess):
         """
         base_sha = await self._commit_id(dest, base)
         head_sha = await self._commit_id(dest, head)
-        async with self._object_store(dest, base_sha) as (cwd, env):
+        async with object_store(dest, base_sha, self.state_dir) as (cwd, env):
             base_sha, head_sha = await self._rev_parse_all(cwd, [base_sha, head_sha], env)
             numstat = await self._run(
                 ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
@@ -411,7 +391,7 @@ class Git(GitProcess):
         it changes nothing in the workspace)."""
         base_sha = await self._commit_id(dest, base)
         head_sha = await self._commit_id(dest, head)
-        async with self._object_store(dest, base_sha) as (cwd, env):
+        async with object_store(dest, base_sha, self.state_dir) as (cwd, env):
             return await self._run(
                 ["diff", "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv",
                  f"{base_sha}^{{commit}}", f"{head_sha}^{{commit}}", "--"],
@@ -468,7 +448,7 @@ class Git(GitProcess):
         url and fetch refspec of ``origin`` are kept as they are.
 
         GitError when the layout is refused (nothing is changed then)."""
-        gitdir = await asyncio.to_thread(_checked_git_dir, dest, objects_only=False)
+        gitdir = await asyncio.to_thread(checked_git_dir, dest, objects_only=False)
         config = gitdir / "config"
         try:
             current: bytes | None = config.read_bytes()
@@ -493,16 +473,16 @@ class Git(GitProcess):
                 entries.append((key, value))
         kept: list[tuple[str, str]] = []
         for key, value in entries:
-            if key and (_SAFE_CONFIG.match(key) or (url is None and _ORIGIN_CONFIG.match(key))):
+            if key and (SAFE_CONFIG.match(key) or (url is None and ORIGIN_CONFIG.match(key))):
                 kept.append((key, value))
         if url is not None:
             kept.append(("remote.origin.url", url))
             kept.append(("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"))
-        await asyncio.to_thread(_drop_git_files, gitdir)
-        text = _config_text(kept).encode()
+        await asyncio.to_thread(drop_git_files, gitdir)
+        text = config_text(kept).encode()
         self._remember(text, kept)
         if current == text:
-            return  # already exactly that (a plain file: _checked_git_dir saw no symlink)
+            return  # already exactly that (a plain file: checked_git_dir saw no symlink)
         staging = gitdir / f"config.agentyard-{uuid.uuid4().hex[:8]}"
         try:
             staging.write_bytes(text)
@@ -517,34 +497,6 @@ class Git(GitProcess):
         self._trusted[text] = list(kept)
         while len(self._trusted) > _TRUSTED_MEMORY:
             del self._trusted[next(iter(self._trusted))]
-
-    @contextlib.asynccontextmanager
-    async def _object_store(
-        self, dest: Path, oid: str
-    ) -> AsyncIterator[tuple[Path, dict[str, str]]]:
-        """A throwaway bare repository of the server's own whose object store is the
-        workspace's: (its path, the environment to run git in it). Nothing of the workspace
-        but its objects is read (no config, attributes, refs or hooks), and nothing there is
-        written. GitError if the workspace's objects lead outside it (a symlink, alternates).
-        """
-        gitdir = await asyncio.to_thread(_checked_git_dir, dest, objects_only=True)
-        objects = gitdir / "objects"
-        if (objects / "info" / "alternates").exists():
-            raise GitError(f"{dest} is not a workspace: its objects have alternates")
-        shadow = Path(await asyncio.to_thread(tempfile.mkdtemp, ".git", "objects-", self.state_dir))
-        try:
-            (shadow / "refs").mkdir()
-            (shadow / "HEAD").write_text("ref: refs/heads/main\n")
-            entries = [("core.bare", "true"), ("core.commitgraph", "false")]
-            if len(oid) == 64:
-                entries += [("core.repositoryformatversion", "1"),
-                            ("extensions.objectformat", "sha256")]  # fmt: skip
-            else:
-                entries.append(("core.repositoryformatversion", "0"))
-            (shadow / "config").write_text(_config_text(entries))
-            yield shadow, {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(objects)}
-        finally:
-            shutil.rmtree(shadow, ignore_errors=True)  # a few tiny files: no thread hop
 
     @contextlib.asynccontextmanager
     async def _mirror_lock(self, mirror: Path) -> AsyncIterator[None]:
@@ -604,78 +556,3 @@ def _check_branch(name: str) -> None:
         or _BAD_REF.search(name)
     ):
         raise GitError(f"invalid branch name {name!r}")
-
-
-# -- workspace git directories ------------------------------------------------------------
-
-
-def _checked_git_dir(dest: Path, *, objects_only: bool) -> Path:
-    """``dest/.git`` if it is a plain directory (not a symlink, not a ``gitdir:`` file)
-    without a ``commondir`` redirect and with no symlink anywhere in it, so git reads and
-    writes nothing outside it; GitError if not. With ``objects_only`` only the object store
-    is searched for symlinks (all that a diff in :meth:`Git._object_store` reads)."""
-    gitdir = dest / ".git"
-    try:
-        mode = gitdir.lstat().st_mode
-    except FileNotFoundError:
-        raise GitError(f"{dest} is not a workspace: it has no .git") from None
-    if not stat.S_ISDIR(mode):
-        raise GitError(f"{dest} is not a workspace: .git is not a directory")
-    if os.path.lexists(gitdir / "commondir"):
-        raise GitError(f"{dest} is not a workspace: .git/commondir redirects its config")
-    top = gitdir / "objects" if objects_only else gitdir
-    if top.is_symlink():
-        raise GitError(f"{dest} is not a workspace: {top.relative_to(dest)} is a symlink")
-    pending = [top]
-    while pending:
-        current = pending.pop()
-        try:
-            children = list(os.scandir(current))
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise GitError(f"{dest} is not a workspace: {exc}") from None
-        for child in children:
-            if child.is_symlink():
-                where = Path(child.path).relative_to(dest).as_posix()
-                raise GitError(f"{dest} is not a workspace: {where} is a symlink")
-            if child.is_dir(follow_symlinks=False):
-                pending.append(Path(child.path))
-    return gitdir
-
-
-def _drop_git_files(gitdir: Path) -> None:
-    for name in _DROPPED_GIT_FILES:
-        path = gitdir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
-# -- text --------------------------------------------------------------------------------
-
-
-def _config_text(entries: list[tuple[str, str]]) -> str:
-    """A git config file holding ``entries`` (``section[.subsection].name``, value)."""
-    sections: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
-    for key, value in entries:
-        section, _, rest = key.partition(".")
-        middle, _, name = rest.rpartition(".")
-        sections.setdefault((section, middle or None), []).append((name, value))
-    lines: list[str] = []
-    for (section, subsection), items in sections.items():
-        if subsection is None:
-            lines.append(f"[{section}]")
-        else:
-            escaped = subsection.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'[{section} "{escaped}"]')
-        for name, value in items:
-            quoted = (
-                value.replace("\\", "\\\\")
-                .replace('"', '\\"')
-                .replace("\n", "\\n")
-                .replace("\t", "\\t")
-            )
-            lines.append(f'\t{name} = "{quoted}"')
-    return "\n".join(lines) + "\n"

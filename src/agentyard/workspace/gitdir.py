@@ -1,0 +1,147 @@
+"""What a workspace's git directory may hold before the server's own git runs in it.
+
+An agent works in the workspace, so its ``.git`` is not trusted: the server's git runs there
+only on a plain directory with no symlink in it and no redirect out of it, after the files
+that would make git read something elsewhere are dropped and its config is rewritten to keep
+only harmless keys (:meth:`agentyard.workspace.git.Git` does that before every command), or,
+for diffs, on a throwaway repository of the server's own that reads nothing of the
+workspace but its objects (:func:`object_store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from agentyard.workspace.git_process import GitError
+
+# The workspace config keys kept before the server runs git there; everything else (url
+# rewrites, proxies, credential helpers, fsmonitor, filters, diff drivers, includes,
+# core.worktree, pagers, editors, gpg, ...) is dropped. (core.bare is dropped too: a
+# workspace always has a work tree.)
+SAFE_CONFIG = re.compile(
+    r"^(core\.(repositoryformatversion|filemode|logallrefupdates|ignorecase"
+    r"|precomposeunicode|symlinks)"
+    r"|extensions\.objectformat"
+    r"|branch\..+\.(remote|merge)"
+    r"|user\.(name|email))$",
+    re.IGNORECASE,
+)
+# Kept as they are when the call names no URL (local operations): where origin is.
+ORIGIN_CONFIG = re.compile(r"^remote\.origin\.(url|fetch)$", re.IGNORECASE)
+
+# Files of a workspace's git directory that make git read something outside it (other
+# object stores), or carry configuration-like data (attributes, grafts, per-worktree
+# config): removed before the server's git runs there.
+_DROPPED_GIT_FILES = (
+    "objects/info/alternates",
+    "objects/info/http-alternates",
+    "info/attributes",
+    "info/grafts",
+    "config.worktree",
+)
+
+
+def checked_git_dir(dest: Path, *, objects_only: bool) -> Path:
+    """``dest/.git`` if it is a plain directory (not a symlink, not a ``gitdir:`` file)
+    without a ``commondir`` redirect and with no symlink anywhere in it, so git reads and
+    writes nothing outside it; GitError if not. With ``objects_only`` only the object store
+    is searched for symlinks (all that a diff in :func:`object_store` reads)."""
+    gitdir = dest / ".git"
+    try:
+        mode = gitdir.lstat().st_mode
+    except FileNotFoundError:
+        raise GitError(f"{dest} is not a workspace: it has no .git") from None
+    if not stat.S_ISDIR(mode):
+        raise GitError(f"{dest} is not a workspace: .git is not a directory")
+    if os.path.lexists(gitdir / "commondir"):
+        raise GitError(f"{dest} is not a workspace: .git/commondir redirects its config")
+    top = gitdir / "objects" if objects_only else gitdir
+    if top.is_symlink():
+        raise GitError(f"{dest} is not a workspace: {top.relative_to(dest)} is a symlink")
+    pending = [top]
+    while pending:
+        current = pending.pop()
+        try:
+            children = list(os.scandir(current))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise GitError(f"{dest} is not a workspace: {exc}") from None
+        for child in children:
+            if child.is_symlink():
+                where = Path(child.path).relative_to(dest).as_posix()
+                raise GitError(f"{dest} is not a workspace: {where} is a symlink")
+            if child.is_dir(follow_symlinks=False):
+                pending.append(Path(child.path))
+    return gitdir
+
+
+def drop_git_files(gitdir: Path) -> None:
+    for name in _DROPPED_GIT_FILES:
+        path = gitdir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def config_text(entries: list[tuple[str, str]]) -> str:
+    """A git config file holding ``entries`` (``section[.subsection].name``, value)."""
+    sections: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
+    for key, value in entries:
+        section, _, rest = key.partition(".")
+        middle, _, name = rest.rpartition(".")
+        sections.setdefault((section, middle or None), []).append((name, value))
+    lines: list[str] = []
+    for (section, subsection), items in sections.items():
+        if subsection is None:
+            lines.append(f"[{section}]")
+        else:
+            escaped = subsection.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'[{section} "{escaped}"]')
+        for name, value in items:
+            quoted = (
+                value.replace("\\", "\\\\")
+                .replace('"', '\\"')
+                .replace("\n", "\\n")
+                .replace("\t", "\\t")
+            )
+            lines.append(f'\t{name} = "{quoted}"')
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.asynccontextmanager
+async def object_store(
+    dest: Path, oid: str, state_dir: Path
+) -> AsyncIterator[tuple[Path, dict[str, str]]]:
+    """A throwaway bare repository of the server's own whose object store is the
+    workspace's: (its path, the environment to run git in it). Nothing of the workspace
+    but its objects is read (no config, attributes, refs or hooks), and nothing there is
+    written. GitError if the workspace's objects lead outside it (a symlink, alternates).
+    """
+    gitdir = await asyncio.to_thread(checked_git_dir, dest, objects_only=True)
+    objects = gitdir / "objects"
+    if (objects / "info" / "alternates").exists():
+        raise GitError(f"{dest} is not a workspace: its objects have alternates")
+    shadow = Path(await asyncio.to_thread(tempfile.mkdtemp, ".git", "objects-", state_dir))
+    try:
+        (shadow / "refs").mkdir()
+        (shadow / "HEAD").write_text("ref: refs/heads/main\n")
+        entries = [("core.bare", "true"), ("core.commitgraph", "false")]
+        if len(oid) == 64:
+            entries += [("core.repositoryformatversion", "1"),
+                        ("extensions.objectformat", "sha256")]  # fmt: skip
+        else:
+            entries.append(("core.repositoryformatversion", "0"))
+        (shadow / "config").write_text(config_text(entries))
+        yield shadow, {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(objects)}
+    finally:
+        shutil.rmtree(shadow, ignore_errors=True)  # a few tiny files: no thread hop
