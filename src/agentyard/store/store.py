@@ -17,6 +17,7 @@ from agentyard.core.status import ACTIVE, RunStatus, allowed_sources
 from agentyard.store import claims, receipts
 from agentyard.store import tables as t
 from agentyard.store.keycache import VerifiedKeys
+from agentyard.store.reader import reader_for
 from agentyard.store.webhooks import Deferrer, record_status_change
 
 InTransaction = Callable[[AsyncConnection, Run], Awaitable[None]]
@@ -93,87 +94,10 @@ _ASSISTANT_MESSAGE = t.messages.update().where(
 )
 
 
-class _SqliteReader:
-    """Point reads on SQLite on the event loop itself, on a connection of their own.
-
-    A read by primary key takes tens of microseconds; the pooled path hands it to a driver
-    thread and back, which costs more than the read, and so does SQLAlchemy's execution of
-    it. So each statement (built once, see below) is compiled once, run on the bare sqlite3
-    connection, and its row processed with its columns' own result processors: the values
-    are what SQLAlchemy would return. In WAL mode a reader never waits for the writer;
-    should SQLite still answer "busy" (it has no busy wait here, so the loop never blocks on
-    a lock), the caller reads through the pool instead."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        url = engine.url.set(drivername="sqlite")
-        self.engine = sa.create_engine(
-            url, poolclass=sa.pool.StaticPool, connect_args={"timeout": 0}
-        )
-        self._compiled: dict[int, _Compiled] = {}
-        self._connection: Any = None
-
-        @sa.event.listens_for(self.engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA query_only=ON")
-            cur.close()
-
-    def first(self, statement: sa.Select[Any], params: dict[str, Any]) -> dict[str, Any] | None:
-        """The first row as a mapping of column names; sqlite3.OperationalError if busy."""
-        compiled = self._compiled.get(id(statement))
-        if compiled is None:
-            compiled = self._compiled[id(statement)] = _Compiled(statement, self.engine.dialect)
-        if self._connection is None:
-            self._connection = self.engine.raw_connection().driver_connection
-        row = self._connection.execute(compiled.sql, compiled.parameters(params)).fetchone()
-        return None if row is None else compiled.mapping(row)
-
-    def close(self) -> None:
-        self._connection = None
-        self.engine.dispose()
-
-
-class _Compiled:
-    """A statement compiled for SQLite once: its SQL, its parameters' order and processing,
-    and its columns' names and result processors."""
-
-    def __init__(self, statement: sa.Select[Any], dialect: sa.Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.statement = statement  # kept alive, so that its id() stays its own
-        self.sql = str(compiled)
-        self.names = list(compiled.positiontup or [])
-        self.binds: dict[str, Any] = dict(compiled._bind_processors)
-        self.columns = [
-            (column[0], column[3]._cached_result_processor(dialect, None))
-            for column in compiled._result_columns
-        ]
-
-    def parameters(self, params: dict[str, Any]) -> list[Any]:
-        values = []
-        for name in self.names:
-            value = params[name]
-            process = self.binds.get(name)
-            values.append(process(value) if process is not None else value)
-        return values
-
-    def mapping(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        return {
-            name: (process(value) if process is not None else value)
-            for (name, process), value in zip(self.columns, row, strict=True)
-        }
-
-
-def _reader_for(engine: AsyncEngine) -> _SqliteReader | None:
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
-        return None
-    return _SqliteReader(engine)
-
-
 class Store:
     def __init__(self, engine: AsyncEngine, keys: VerifiedKeys | None = None) -> None:
         self.engine = engine
-        self._reader = _reader_for(engine)
+        self._reader = reader_for(engine)
         self.keys = keys or VerifiedKeys(0)
         """Live keys verified recently (off unless given a time to live)."""
         self.defer_webhooks: Deferrer | None = None
