@@ -24,6 +24,12 @@ move with it, the CPU per line less so):
 - 50 subscribers (load 2.5): server CPU 176, 133 -> 109, 122 us per line; p99 22.7, 22.8 ->
   11.6, 35.0 ms (noise, both ways);
 - idle RSS: 164 -> 116 MB.
+
+Then (point reads compiled once on the bare sqlite3 connection, a narrow status read answered
+outside the framework's middleware), alternating runs on a quiet machine (load 1.5-3):
+status 2,799 -> 4,481 req/s against a bare 13,782-13,836 (ratio 0.20 -> 0.32; 5,900-7,600 in
+runs of the status row alone, 0.37-0.47); 50 subscribers p99 10.7 -> 8.1 ms; 500 subscribers
+p99 49.7 -> 58.1 ms (noise) and 40 -> 33 us of server CPU per line; RSS 116 -> 115 MB.
 """
 
 from __future__ import annotations
