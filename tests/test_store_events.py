@@ -277,3 +277,66 @@ async def test_point_reads_see_every_commit_and_never_wait_for_a_writer(store: S
         assert (await conn.execute(sa.select(t.runs.c.status_detail))).scalar_one() == "open"
     found = await store.get_run(run.run_id)
     assert found is not None and found.status_detail == "open"
+
+
+def delta(text: str) -> dict[str, str]:
+    return {"type": ev.TEXT_DELTA, "id": "t", "delta": text}
+
+
+async def test_a_retried_batch_whose_first_attempt_was_stored_is_not_stored_again(
+    store: Store,
+) -> None:
+    """The commit landed but its answer was lost: the retry (knowing the run's last seq)
+    gets the stored events back, not a second copy; a retry of a batch never stored
+    appends it."""
+    run = await make_run(store)
+    assert await store.claim_next("w") is not None
+    batch = [delta("one\n"), delta("two\n")]
+    first = await store.append_events(run.run_id, batch)
+    again = await store.append_events(run.run_id, batch, retry_after_seq=0)
+    assert (
+        [(e.seq, e.data) for e in again]
+        == [(e.seq, e.data) for e in first]
+        == [
+            (1, batch[0]),
+            (2, batch[1]),
+        ]
+    )
+    fresh = await store.append_events(run.run_id, [delta("three\n")], None, 2)
+    assert [e.seq for e in fresh] == [3]
+    assert [e.seq for e in await store.read_events(run.run_id)] == [1, 2, 3]
+
+
+async def test_the_writer_stores_a_batch_once_when_the_commit_answer_is_lost(
+    store: Store,
+) -> None:
+    """An EventWriter whose first append is committed and then reported as a lost
+    connection retries it; the run has each event once, in order."""
+    from agentyard.events.bus import LocalBus
+    from agentyard.events.writer import EventWriter
+    from agentyard.store.faults import RetryPolicy
+
+    run = await make_run(store)
+    claimed = await store.claim_next("w")
+    assert claimed is not None
+    real = store.append_events
+    lost = {"left": 1}
+
+    async def append_then_lose_the_answer(*args: object, **kwargs: object) -> object:
+        stored = await real(*args, **kwargs)  # type: ignore[arg-type]
+        if lost["left"]:
+            lost["left"] -= 1
+            raise ConnectionResetError("connection lost at commit")
+        return stored
+
+    store.append_events = append_then_lose_the_answer  # type: ignore[method-assign]
+    policy = RetryPolicy(outage_seconds=10, first_delay=0.01, max_delay=0.01)
+    writer = EventWriter(EventLog(store, LocalBus()), run.run_id, policy, 2**20, claimed.event_seq)
+    lines = [delta(f"tick {i}\n") for i in range(5)]
+    await writer.emit(*lines)
+    await writer.flush()
+    await writer.close()
+    assert lost["left"] == 0
+    stored = await store.read_events(run.run_id)
+    assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
+    assert [e.data for e in stored] == lines

@@ -119,7 +119,9 @@ class Runner:
         Cancelling the calling task kills the agent's whole process tree and ends the run
         ``cancelled`` (or as ``control`` says, e.g. ``interrupted`` at shutdown).
         """
-        writer = EventWriter(self.events, run.run_id, self.policy, self.event_buffer_bytes)
+        writer = EventWriter(
+            self.events, run.run_id, self.policy, self.event_buffer_bytes, run.event_seq
+        )
         self._writers[run.run_id] = writer
         try:
             return await self._execute(run, control)

@@ -32,9 +32,14 @@ class EventLog:
         self.metrics = metrics
 
     async def append(
-        self, run_id: str, *events: Event, run_values: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        *events: Event,
+        run_values: dict[str, Any] | None = None,
+        retry_after_seq: int | None = None,
     ) -> list[StoredEvent]:
-        stored = await self.store.append_events(run_id, list(events), run_values)
+        """Store, then publish (``retry_after_seq``: see ``Store.append_events``)."""
+        stored = await self.store.append_events(run_id, list(events), run_values, retry_after_seq)
         self._published(run_id, stored)
         return stored
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 from collections import deque
 from typing import Any
@@ -35,8 +34,16 @@ def _size(event: Event) -> int:
 
 class EventWriter:
     def __init__(
-        self, log: EventLog, run_id: str, policy: RetryPolicy, max_buffer_bytes: int
+        self,
+        log: EventLog,
+        run_id: str,
+        policy: RetryPolicy,
+        max_buffer_bytes: int,
+        stored_seq: int | None = None,
     ) -> None:
+        self.stored_seq = stored_seq
+        """The ``seq`` of the run's last stored event, when known (the writer is then the
+        run's only appender): a batch retried after a lost answer is not stored twice."""
         self.log = log
         self.run_id = run_id
         self.policy = policy
@@ -126,20 +133,29 @@ class EventWriter:
                 while self._pending or self._values:
                     batch = list(itertools.islice(self._pending, _BATCH))
                     values, self._values = self._values, {}
+                    attempts = 0
+
+                    async def append(
+                        batch: list[tuple[Event, int]] = batch, values: dict[str, Any] = values
+                    ) -> list[Any]:
+                        nonlocal attempts
+                        attempts += 1
+                        return await self.log.append(
+                            self.run_id,
+                            *(event for event, _ in batch),
+                            run_values=values or None,
+                            retry_after_seq=self.stored_seq if attempts > 1 else None,
+                        )
+
                     try:
-                        await self.policy.run(
-                            functools.partial(
-                                self.log.append,
-                                self.run_id,
-                                *(event for event, _ in batch),
-                                run_values=values or None,
-                            ),
-                            what="append events",
-                            on_retry=self._retrying,
+                        stored = await self.policy.run(
+                            append, what="append events", on_retry=self._retrying
                         )
                     except Exception as exc:  # RunEnded, DatabaseFault, or a bug
                         self._failure = exc
                         return
+                    if stored and self.stored_seq is not None:
+                        self.stored_seq = stored[-1].seq
                     for _ in batch:
                         _, size = self._pending.popleft()
                         self._bytes -= size

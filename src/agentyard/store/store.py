@@ -87,6 +87,7 @@ _EVENTS_AFTER = (
     .where(t.events.c.run_id == sa.bindparam("run_id"), t.events.c.seq > sa.bindparam("after"))
     .order_by(t.events.c.seq)
 )
+_EVENT_SEQ = sa.select(t.runs.c.event_seq).where(t.runs.c.run_id == sa.bindparam("run_id"))
 _EVENTS_PAGE = _EVENTS_AFTER.limit(sa.bindparam("page", type_=sa.Integer))
 _TRANSITION = _UPDATE_RUN.where(t.runs.c.status.in_(sa.bindparam("sources", expanding=True)))
 _ASSISTANT_MESSAGE = t.messages.update().where(
@@ -547,11 +548,26 @@ class Store:
     # -- events ---------------------------------------------------------------------------------
 
     async def append_events(
-        self, run_id: str, events: Sequence[Event], run_values: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        events: Sequence[Event],
+        run_values: dict[str, Any] | None = None,
+        retry_after_seq: int | None = None,
     ) -> list[StoredEvent]:
         """Append events to an active run (and set ``run_values`` on it, in the same
-        transaction); RunEnded once the run has ended."""
+        transaction); RunEnded once the run has ended.
+
+        ``retry_after_seq`` marks a retry of the same batch by the run's only appender,
+        which had stored the run's events up to that ``seq``: if the run now has exactly
+        this batch more, the earlier attempt was committed and only its answer was lost (a
+        connection cut at the commit), and the events it stored are returned rather than
+        stored twice."""
         async with self.transaction() as conn:
+            if retry_after_seq is not None and events:
+                current = (await conn.execute(_EVENT_SEQ, {"run_id": run_id})).scalar()
+                if current == retry_after_seq + len(events):
+                    page = {"run_id": run_id, "after": retry_after_seq}
+                    return [_event(r) for r in (await conn.execute(_EVENTS_AFTER, page)).all()]
             if not events and run_values:
                 # Never over an ended run's values (its terminal statusDetail, say).
                 await conn.execute(_UPDATE_ACTIVE_RUN, {**run_values, "match_run_id": run_id})
