@@ -215,10 +215,8 @@ class Runner:
                 ),
                 "update the chat",
             )
-        await self._db(
-            lambda: self.store.update_run(run.run_id, git={"baseSha": prepared.base_sha}),
-            "update the run",
-        )
+        # With the run's next write (its "agent working" detail): no transaction of its own.
+        await writer.emit(git={"baseSha": prepared.base_sha})
         previous_id = run.previous_run_id
         previous = (
             await self._db(lambda: self.store.get_run(previous_id), "read the previous run")
