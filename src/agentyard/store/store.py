@@ -18,23 +18,13 @@ from agentyard.store import claims, receipts
 from agentyard.store import tables as t
 from agentyard.store.keycache import VerifiedKeys
 from agentyard.store.reader import reader_for
+from agentyard.store.rows import chat_of, run_of
 from agentyard.store.webhooks import Deferrer, record_status_change
 
 InTransaction = Callable[[AsyncConnection, Run], Awaitable[None]]
 EVENTS_CHANNEL = "agentyard_events"
 _RUN_FIELDS = {c.name for c in t.runs.columns}
 _CHAT_FIELDS = {c.name for c in t.chats.columns}
-
-
-def _run(row: sa.Row[Any] | Mapping[str, Any]) -> Run:
-    m = dict(row._mapping) if isinstance(row, sa.Row) else dict(row)
-    m["status"] = RunStatus(m["status"])
-    m["options"] = m.get("options") or {}
-    return Run(**m)
-
-
-def _chat(row: sa.Row[Any] | Mapping[str, Any]) -> Chat:
-    return Chat(**(dict(row._mapping) if isinstance(row, sa.Row) else row))
 
 
 def _event(row: sa.Row[Any]) -> StoredEvent:
@@ -54,7 +44,7 @@ class RunEnded(Exception):
 _KEY_BY_HASH = sa.select(t.api_keys.c.key_id, t.api_keys.c.user_id).where(
     t.api_keys.c.key_hash == sa.bindparam("key_hash"), t.api_keys.c.revoked_at.is_(None)
 )
-_KEY_BY_ID = sa.select(t.api_keys.c.user_id).where(
+_KEY_BY_ID = sa.select(t.api_keys.c.key_id, t.api_keys.c.user_id).where(
     t.api_keys.c.key_id == sa.bindparam("key_id"), t.api_keys.c.revoked_at.is_(None)
 )
 _RUN_BY_ID = t.runs.select().where(t.runs.c.run_id == sa.bindparam("run_id"))
@@ -156,24 +146,27 @@ class Store:
         found = self.keys.by_hash(key_hash)
         if found is not None:
             return found
-        generation = self.keys.generation
-        row = await self._first(_KEY_BY_HASH, {"key_hash": key_hash})
-        if row is None:
-            return None
-        self.keys.remember(generation, key_hash, str(row["key_id"]), str(row["user_id"]))
-        return str(row["key_id"]), str(row["user_id"])
+        return await self._live_key(_KEY_BY_HASH, {"key_hash": key_hash}, key_hash)
 
     async def user_for_key_id(self, key_id: str) -> str | None:
         """The user of a key that has not been revoked, or None."""
         found = self.keys.by_id(key_id)
         if found is not None:
             return found
+        key = await self._live_key(_KEY_BY_ID, {"key_id": key_id}, None)
+        return None if key is None else key[1]
+
+    async def _live_key(
+        self, statement: sa.Select[Any], params: dict[str, Any], key_hash: str | None
+    ) -> tuple[str, str] | None:
+        """(key id, user id) of the live key the statement reads, remembered as verified."""
         generation = self.keys.generation
-        row = await self._first(_KEY_BY_ID, {"key_id": key_id})
+        row = await self._first(statement, params)
         if row is None:
             return None
-        self.keys.remember(generation, None, key_id, str(row["user_id"]))
-        return str(row["user_id"])
+        key_id, user_id = str(row["key_id"]), str(row["user_id"])
+        self.keys.remember(generation, key_hash, key_id, user_id)
+        return key_id, user_id
 
     async def list_api_keys(self, user_id: str) -> list[dict[str, Any]]:
         """The user's keys, oldest first, without their hashes."""
@@ -340,7 +333,7 @@ class Store:
 
     async def get_run(self, run_id: str) -> Run | None:
         row = await self._first(_RUN_BY_ID, {"run_id": run_id})
-        return None if row is None else _run(row)
+        return None if row is None else run_of(row)
 
     async def get_run_state(self, run_id: str) -> RunState | None:
         """The run's status and whose it is, without the rest of its row."""
@@ -351,7 +344,7 @@ class Store:
 
     async def get_chat(self, chat_id: str) -> Chat | None:
         row = await self._first(_CHAT_BY_ID, {"match_chat_id": chat_id})
-        return None if row is None else _chat(row)
+        return None if row is None else chat_of(row)
 
     async def update_chat(self, chat_id: str, **values: Any) -> None:
         async with self.transaction() as conn:
@@ -377,12 +370,12 @@ class Store:
             .limit(limit)
         )
         async with self.engine.connect() as conn:
-            return [_run(r) for r in (await conn.execute(query)).all()]
+            return [run_of(r._mapping) for r in (await conn.execute(query)).all()]
 
     async def runs_in_group(self, group_id: str) -> list[Run]:
         query = t.runs.select().where(t.runs.c.group_id == group_id).order_by(t.runs.c.created_at)
         async with self.engine.connect() as conn:
-            return [_run(r) for r in (await conn.execute(query)).all()]
+            return [run_of(r._mapping) for r in (await conn.execute(query)).all()]
 
     async def latest_run_in_chat(self, chat_id: str) -> Run | None:
         query = (
@@ -393,7 +386,7 @@ class Store:
         )
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _run(row)
+        return None if row is None else run_of(row._mapping)
 
     async def count_runs(self, status: RunStatus, user_id: str | None = None) -> int:
         query = (
@@ -435,7 +428,7 @@ class Store:
     async def runs_with_status(self, status: RunStatus) -> list[Run]:
         query = t.runs.select().where(t.runs.c.status == status.value).order_by(t.runs.c.created_at)
         async with self.engine.connect() as conn:
-            return [_run(r) for r in (await conn.execute(query)).all()]
+            return [run_of(r._mapping) for r in (await conn.execute(query)).all()]
 
     async def list_messages(self, chat_id: str) -> list[Message]:
         query = t.messages.select().where(t.messages.c.chat_id == chat_id).order_by(t.messages.c.id)

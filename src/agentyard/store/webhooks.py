@@ -11,9 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentyard.core import ids
 from agentyard.core.clock import utcnow
-from agentyard.core.models import Chat, Run
-from agentyard.core.status import RunStatus
 from agentyard.store import tables as t
+from agentyard.store.rows import chat_of, run_of
 from agentyard.webhooks import payload
 
 Deferrer = Callable[[AsyncConnection, list[dict[str, Any]]], Awaitable[None]]
@@ -46,12 +45,9 @@ async def record_status_change(
     if head is None or (head.webhook_url is None and not head.has_endpoints):
         return []
     run_row = (await conn.execute(t.runs.select().where(t.runs.c.run_id == run_id))).one()
-    run_values = dict(run_row._mapping)
-    run_values["status"] = RunStatus(run_values["status"])
-    run_values["options"] = run_values.get("options") or {}
-    run = Run(**run_values)
+    run = run_of(run_row._mapping)
     chat_row = (await conn.execute(t.chats.select().where(t.chats.c.chat_id == run.chat_id))).one()
-    chat = Chat(**dict(chat_row._mapping))
+    chat = chat_of(chat_row._mapping)
     now = utcnow()
     body = payload.status_changed(run, chat, now)
     targets: list[tuple[str | None, str]] = []
