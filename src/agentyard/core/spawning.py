@@ -143,10 +143,16 @@ def _feed(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group led by ``pid`` (a process started in a new session), if it
+    is still there."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 def _end(popen: subprocess.Popen[bytes]) -> None:
     """Kill a process this module started and nobody will use, with its group; reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(popen.pid, signal.SIGKILL)
+    kill_group(popen.pid)
     popen.wait()
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from agentyard.core.acp_policy import Policy as Policy  # re-exported for its users
+from agentyard.core.spawning import kill_group
 from agentyard.runtimes.acp_events import AcpMapper
 from agentyard.runtimes.lazy import LazyModule
 from agentyard.runtimes.processes import kill_run_processes
@@ -214,8 +214,7 @@ class AcpSession:
                 proc.stdin.close()
                 await asyncio.wait_for(proc.wait(), _CLOSE_SECONDS)
         if proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)
         if self.run_id:
             # Commands the agent started may have left its process group.
             with contextlib.suppress(Exception):

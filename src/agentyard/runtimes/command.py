@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from agentyard.core import events as ev
 from agentyard.core.errors import InvalidInput
-from agentyard.core.spawning import Process, start_process
+from agentyard.core.spawning import Process, kill_group, start_process
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
 from agentyard.runtimes.processes import kill_run_processes
 
@@ -115,17 +114,17 @@ class CommandRuntime:
                 code = await _exit_code(proc, pumps)
                 await _drain(proc, pumps, spec.run_id, read)
         except TimeoutError:
-            _kill_group(proc)
+            kill_group(proc.pid)
             await proc.wait()
             return RunOutcome(ok=False, error=f"command {name!r} timed out after {timeout:g} s")
         except asyncio.CancelledError:
-            _kill_group(proc)
+            kill_group(proc.pid)
             with contextlib.suppress(Exception):
                 await asyncio.shield(proc.wait())
             raise
         finally:
             if proc.returncode is None:
-                _kill_group(proc)
+                kill_group(proc.pid)
             for pump in pumps:
                 pump.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
@@ -174,7 +173,7 @@ async def _drain(
     the run's remaining processes are killed (its process group, and every process carrying
     the run's marker), and what is left is read to the end."""
     if await _until_silent(pumps, read):
-        _kill_group(proc)
+        kill_group(proc.pid)
         await asyncio.to_thread(kill_run_processes, run_id)
         await _until_silent(pumps, read)
     for pump in pumps:
@@ -233,11 +232,6 @@ async def _pump(
             break
     if opened:
         await emit({"type": ev.TEXT_END, "id": block_id})
-
-
-def _kill_group(proc: Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def load_commands(raw_json: str | None, file: Path | None) -> dict[str, CommandSpec]:

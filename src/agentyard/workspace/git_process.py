@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import threading
 import uuid
@@ -23,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agentyard.core.spawning import EXEC_WRITE_LOCK
+from agentyard.core.spawning import EXEC_WRITE_LOCK, kill_group
 
 TOKEN_ENV = "AGENTYARD_GIT_TOKEN"
 HOST_ENV = "AGENTYARD_GIT_HOST"
@@ -248,7 +247,7 @@ class _Call:
         try:
             out, err = proc.communicate(timeout=self.timeout)
         except BaseException:
-            self._kill(proc)
+            kill_group(proc.pid)
             proc.communicate()
             raise
         return proc.returncode, out, err
@@ -257,12 +256,7 @@ class _Call:
         with self._lock:
             self._cancelled = True
             if self._proc is not None and self._proc.returncode is None:
-                self._kill(self._proc)
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+                kill_group(self._proc.pid)
 
 
 def _subcommand(args: list[str]) -> str:
