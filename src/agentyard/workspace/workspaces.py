@@ -105,11 +105,9 @@ class Workspaces:
         head, _ = await self._local(self.git.save(path, message))
         return head
 
-    async def stats(self, path: Path, base: str, head: str | None = None) -> dict[str, Any]:
-        """Files changed with lines added/removed, and the commits, of ``base..head``
-        (``head``: a commit id the server resolved itself; by default ``HEAD`` now)."""
-        if head is None:
-            head = await self._local(self.git.head(path))
+    async def stats(self, path: Path, base: str, head: str) -> dict[str, Any]:
+        """Files changed with lines added/removed, and the commits, of ``base..head`` (two
+        commit ids the server resolved itself)."""
         if head == base:
             # Two ids the server resolved to commits itself: nothing between them to diff.
             return DiffStats(base_sha=base, head_sha=head, commits=[]).to_dict()
