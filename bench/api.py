@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import resource
 import shutil
@@ -52,6 +51,7 @@ import httpx
 import psutil
 
 from agentyard.testing.harness import ServerProcess, free_port, server_env, wait_status
+from figures import machine, percentile
 
 LINES_PER_SECOND = 50
 GOAL_RSS_MB = 120
@@ -67,16 +67,6 @@ def ticker(lines: int, delay: float) -> str:
         f"    time.sleep(max(0.0, start + i / {LINES_PER_SECOND} - time.time()))\n"
         "    print(f'L{i} {time.time():.6f}', flush=True)\n"
     )
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def machine() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"cores: {os.cpu_count()}, load average: {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 # -- 1. status vs bare Starlette -----------------------------------------------------------

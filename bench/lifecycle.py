@@ -33,6 +33,7 @@ import claude_agent_sdk as sdk
 from agentyard.runtimes.processes import marked_processes
 from agentyard.testing.harness import API_KEY, ServerProcess, server_env, sse_frames
 from agentyard.testing.scripted_model import ScriptedModelServer
+from figures import percentile
 
 SCRIPT: dict[str, Any] = {
     "scenarios": [
@@ -49,11 +50,6 @@ SCRIPT: dict[str, Any] = {
         }
     ]
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def direct_run(model: ScriptedModelServer, workdir: Path, config: Path) -> float:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import tempfile
@@ -39,19 +38,10 @@ import httpx
 from agentyard.sandbox.base import SandboxRequest
 from agentyard.sandbox.bwrap import BwrapSandbox
 from agentyard.testing.harness import API_KEY, ServerProcess, server_env, sse_frames
+from figures import machine, percentile
 
 COMMANDS = {"true": {"argv": ["true"]}}
 TASK = {"prompt": "nothing", "agent": "command", "model": "true"}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def machine() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"cores: {os.cpu_count()}, load average: {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 async def true_alone(root: Path, runs: int, sandbox: str) -> list[float]:

@@ -27,11 +27,7 @@ from pathlib import Path
 
 from agentyard.sandbox.base import SandboxRequest
 from agentyard.sandbox.bwrap import BwrapSandbox
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+from figures import percentile
 
 
 def show(name: str, values: list[float]) -> tuple[float, float]:
