@@ -37,14 +37,19 @@ def model() -> Iterator[ScriptedModelServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["native", "python"])
 def server(
-    tmp_path_factory: pytest.TempPathFactory, model: ScriptedModelServer
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    model: ScriptedModelServer,
 ) -> Iterator[ServerProcess]:
+    """A server whose sandboxes start with the native model bridge, then one whose start
+    with the Python bridge (every attempt below is made against both)."""
     with running_server(
         tmp_path_factory.mktemp("yard"),
         {
             "AGENTYARD_SANDBOX": "bwrap",
+            "AGENTYARD_SANDBOX_BRIDGE": request.param,
             "AGENTYARD_COMMANDS": json.dumps(COMMANDS),
             "AGENTYARD_MAX_CONCURRENT_RUNS": "3",
             "AGENTYARD_SANDBOX_MAX_FILE_BYTES": str(FILE_LIMIT),
@@ -76,9 +81,11 @@ def output(task: dict[str, object]) -> str:
     )
 
 
-def test_sandbox_is_reported(client: httpx.Client) -> None:
-    """/agents and /readyz say which sandbox confines the agents."""
-    assert client.get("/api/v1/agents").json()["sandbox"]["sandbox"] == "bwrap"
+def test_sandbox_is_reported(client: httpx.Client, server: ServerProcess) -> None:
+    """/agents and /readyz say which sandbox confines the agents, and which bridge."""
+    sandbox = client.get("/api/v1/agents").json()["sandbox"]
+    assert sandbox["sandbox"] == "bwrap"
+    assert sandbox["bridge"] == server.env["AGENTYARD_SANDBOX_BRIDGE"]
     assert client.get("/readyz").json()["sandbox"] == "bwrap"
 
 

@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     sandbox_tmp_bytes: int = Field(default=2 * 1024**3, ge=0)
     sandbox_readonly_paths: list[Path] = Field(default_factory=list)
     """More host paths a sandbox sees read-only (e.g. a command agent's install)."""
+    sandbox_bridge: Literal["auto", "native", "python"] = "auto"
+    """A sandbox's first process, its model bridge: ``native`` (built with the system's C
+    compiler), ``python``, or ``auto``: native where it builds and runs."""
 
     log_level: str = "info"
     log_format: str = "console"

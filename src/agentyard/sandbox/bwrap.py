@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import structlog
 
@@ -40,6 +41,7 @@ from agentyard.sandbox.base import (
     SandboxUnavailable,
 )
 from agentyard.sandbox.cgroups import Cgroups
+from agentyard.sandbox.native import build_bridge
 from agentyard.sandbox.proxy import EgressPolicy, ModelProxy, Upstream
 
 log = structlog.get_logger(__name__)
@@ -168,6 +170,7 @@ class BwrapSandbox:
         readonly_paths: list[Path] | None = None,
         extra_env: Mapping[str, str] | None = None,
         bwrap: str | None = None,
+        bridge: Literal["auto", "native", "python"] = "auto",
     ) -> None:
         found = bwrap or find_bwrap()
         if found is None:
@@ -189,6 +192,10 @@ class BwrapSandbox:
         )
         self.proxy = ModelProxy(self.runtime_dir / "model.sock", egress=egress)
         self._runs = self.runtime_dir / "runs"
+        self.bridge = bridge
+        """Which model bridge starts each sandbox: ``native`` (``bridge.c``, built here),
+        ``python`` (``bridge.py``), or ``auto``: the native one where it builds and runs."""
+        self._native = False
 
     def describe(self) -> dict[str, object]:
         return {
@@ -203,6 +210,7 @@ class BwrapSandbox:
                 "tmpBytes": self.limits.tmp_bytes,
                 "cgroups": self.cgroups.describe(),
             },
+            "bridge": "native" if self._native else "python",
         }
 
     async def start(self) -> None:
@@ -213,15 +221,39 @@ class BwrapSandbox:
         (self.runtime_dir / "passwd").write_text(_PASSWD)
         (self.runtime_dir / "group").write_text(_GROUP)
         await self.proxy.start()
-        await self._probe()
+        try:
+            await self._probe(self.bwrap_argv(None, "/bin/true", bridge=False))
+            if self.bridge != "python":
+                await self._start_native_bridge()
+        except SandboxUnavailable:
+            await self.stop()
+            raise
+
+    async def _start_native_bridge(self) -> None:
+        """Use the native bridge if it builds and starts a sandbox here (with ``native``
+        it must; with ``auto`` the Python one stays in use otherwise)."""
+        built = await asyncio.to_thread(build_bridge, self.runtime_dir)
+        if built is None:  # why was logged
+            if self.bridge == "native":
+                raise SandboxUnavailable("the native model bridge did not build")
+            return
+        shutil.copyfile(built, self.runtime_dir / "bridge")
+        os.chmod(self.runtime_dir / "bridge", 0o755)
+        self._native = True
+        try:
+            await self._probe(self.bwrap_argv(None, "/bin/true"))
+        except SandboxUnavailable as exc:
+            self._native = False
+            if self.bridge == "native":
+                raise SandboxUnavailable(f"the native model bridge does not start: {exc}") from None
+            log.warning("sandboxes start the Python model bridge", reason=str(exc))
 
     async def stop(self) -> None:
         await self.proxy.stop()
         await asyncio.to_thread(shutil.rmtree, self.runtime_dir, True)
 
-    async def _probe(self) -> None:
+    async def _probe(self, argv: list[str]) -> None:
         """bubblewrap may be installed but unable to work (no user namespaces here)."""
-        argv = self.bwrap_argv(None, "/bin/true", bridge=False)
         proc = await asyncio.create_subprocess_exec(
             *argv,
             env={},
@@ -236,7 +268,6 @@ class BwrapSandbox:
             await proc.wait()
             raise SandboxUnavailable("bubblewrap did not start within 20 s") from None
         if proc.returncode != 0:
-            await self.stop()
             raise SandboxUnavailable(
                 f"bubblewrap cannot create a sandbox here: {err.decode(errors='replace').strip()}"
             )
@@ -301,11 +332,16 @@ class BwrapSandbox:
             argv += ["--chdir", str(request.workspace)]
         if not bridge:
             return [*argv, "--remount-ro", "/", "--", executable]
+        if self._native:
+            start = [f"{_INSIDE}/bridge"]
+            argv += ["--ro-bind", str(self.runtime_dir / "bridge"), f"{_INSIDE}/bridge"]
+        else:
+            start = [self.python, "-I", "-S", f"{_INSIDE}/bridge.py"]
+            argv += ["--ro-bind", str(self.runtime_dir / "bridge.py"), f"{_INSIDE}/bridge.py"]
         argv += [
-            "--ro-bind", str(self.runtime_dir / "bridge.py"), f"{_INSIDE}/bridge.py",
             "--bind", str(self.proxy.socket_path), f"{_INSIDE}/model.sock",
             "--remount-ro", "/",
-            "--", self.python, "-I", "-S", f"{_INSIDE}/bridge.py",
+            "--", *start,
             "--port", str(BRIDGE_PORT), "--socket", f"{_INSIDE}/model.sock",
         ]  # fmt: skip
         for name, value in (

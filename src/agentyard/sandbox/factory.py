@@ -35,6 +35,7 @@ def build_sandbox(settings: Settings) -> Sandbox:
         ),
         egress=egress,
         readonly_paths=settings.sandbox_readonly_paths,
+        bridge=settings.sandbox_bridge,
         extra_env={
             "GIT_AUTHOR_NAME": settings.git_author_name,
             "GIT_AUTHOR_EMAIL": settings.git_author_email,
