@@ -10,6 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from agentyard.store import sqlite_loop
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -22,9 +24,17 @@ def sync_url(url: str) -> str:
     return url.replace("sqlite+aiosqlite", "sqlite", 1)
 
 
+sa.dialects.registry.register(
+    f"sqlite.{sqlite_loop.DRIVER}", "agentyard.store.sqlite_loop", "SQLiteLoopDialect"
+)
+
+
 def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # SQLite's statements run on the event loop (agentyard.store.sqlite_loop), whichever
+        # async driver the URL names.
+        parsed = sa.make_url(url).set(drivername=f"sqlite+{sqlite_loop.DRIVER}")
+        engine = create_async_engine(parsed)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -32,7 +42,6 @@ def create_engine(url: str) -> AsyncEngine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
         return engine
