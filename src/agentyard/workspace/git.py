@@ -31,6 +31,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import time
 import unicodedata
 import uuid
@@ -141,7 +142,9 @@ class Git(GitProcess):
         ] = weakref.WeakKeyDictionary()
         self._trusted: dict[bytes, list[tuple[str, str]]] = {}
         """Config texts the server wrote into workspaces, and the entries each holds."""
-        self._template: tuple[Path, str] | None = None
+        self._template: tuple[list[_Entry], str] | None = None
+        """The template workspace's directories and files (they are few and small) and its
+        commit."""
 
     # -- remote repositories ---------------------------------------------------------
 
@@ -230,23 +233,24 @@ class Git(GitProcess):
         repository); that commit's sha.
 
         A copy of the server's template repository (made once, in its private state
-        directory): no git process per workspace. Every such workspace starts at the same
+        directory, and read once): no git process per workspace, and its dozen directories
+        and files written straight from memory. Every such workspace starts at the same
         commit, which is all a run's diff (``base..head``) needs."""
         if dest.exists() and any(dest.iterdir()):
             raise GitError(f"git init: {dest} already exists and is not empty")
         created = not dest.exists()
         try:
-            template, sha = await self._workspace_template()
-            await asyncio.to_thread(
-                shutil.copytree, template, dest, symlinks=True, dirs_exist_ok=True
-            )
+            entries, sha = await self._workspace_template()
+            dest.mkdir(parents=True, exist_ok=True)
+            for entry in entries:
+                entry.write(dest)
             return sha
         except BaseException:
             if created and dest.exists():
                 await asyncio.to_thread(shutil.rmtree, dest, True)
             raise
 
-    async def _workspace_template(self) -> tuple[Path, str]:
+    async def _workspace_template(self) -> tuple[list[_Entry], str]:
         """The template of new workspaces and its commit: built aside and renamed into place
         the first time (another process sharing the state directory may win the rename)."""
         if self._template is not None:
@@ -273,7 +277,8 @@ class Git(GitProcess):
                 if staging.exists():
                     await asyncio.to_thread(shutil.rmtree, staging, True)
         await self._trust_workspace(template)
-        self._template = (template, await self._rev_parse(template, "HEAD"))
+        sha = await self._rev_parse(template, "HEAD")
+        self._template = (await asyncio.to_thread(_Entry.read_tree, template), sha)
         return self._template
 
     async def create_branch(self, dest: Path, name: str) -> None:
@@ -556,3 +561,46 @@ def _check_branch(name: str) -> None:
         or _BAD_REF.search(name)
     ):
         raise GitError(f"invalid branch name {name!r}")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A directory (``content`` None) or regular file of a small tree, held in memory."""
+
+    path: str
+    mode: int
+    content: bytes | None
+
+    @staticmethod
+    def read_tree(root: Path) -> list[_Entry]:
+        """Every directory and regular file below ``root``, each directory before what it
+        holds (anything else, such as a link, is left out)."""
+        entries = []
+        for directory, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            base = Path(directory)
+            for name in dirnames:
+                info = (base / name).lstat()
+                if stat.S_ISDIR(info.st_mode):
+                    relative = str((base / name).relative_to(root))
+                    entries.append(_Entry(relative, stat.S_IMODE(info.st_mode), None))
+            for name in sorted(filenames):
+                info = (base / name).lstat()
+                if stat.S_ISREG(info.st_mode):
+                    relative = str((base / name).relative_to(root))
+                    content = (base / name).read_bytes()
+                    entries.append(_Entry(relative, stat.S_IMODE(info.st_mode), content))
+        return sorted(entries, key=lambda e: e.path.count("/"))
+
+    def write(self, root: Path) -> None:
+        target = root / self.path
+        if self.content is None:
+            target.mkdir(mode=self.mode)
+            return
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
+        try:
+            view = memoryview(self.content)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
