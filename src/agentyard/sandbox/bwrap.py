@@ -278,13 +278,14 @@ class BwrapSandbox:
         token = self.proxy.grant(request.run_id, request.watch)
         run = _Run(self, request, directory, token)
         try:
-            run.cgroups = await asyncio.to_thread(self.cgroups.create, request.run_id)
+            run.cgroups = self.cgroups.create(request.run_id)
             yield run
         finally:
             self.proxy.revoke(token)
-            emptied = await asyncio.to_thread(Cgroups.remove, run.cgroups)
+            # Shielded: a second cancel must not leave the run's cgroups behind.
+            emptied = await asyncio.shield(Cgroups.remove(run.cgroups))
             run.reaped = bool(run.cgroups) and emptied
-            await asyncio.to_thread(shutil.rmtree, directory, True)
+            shutil.rmtree(directory, True)  # its wrapper scripts
 
     def bwrap_argv(
         self, request: SandboxRequest | None, executable: str, *, bridge: bool = True

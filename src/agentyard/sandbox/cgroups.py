@@ -7,10 +7,10 @@ outside a delegated subtree), runs get only the rlimits that the bridge sets.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +39,8 @@ class Cgroups:
         return sorted({name for h in self.hierarchies for name in h.files})
 
     def create(self, run_id: str) -> list[Path]:
-        """The run's cgroup directories (its processes are moved into each ``cgroup.procs``)."""
+        """The run's cgroup directories (its processes are moved into each ``cgroup.procs``):
+        a mkdir and a write or two in cgroupfs, quick enough for the event loop."""
         made: list[Path] = []
         for hierarchy in self.hierarchies:
             path = hierarchy.base / run_id
@@ -56,9 +57,10 @@ class Cgroups:
         return made
 
     @staticmethod
-    def remove(paths: list[Path]) -> bool:
+    async def remove(paths: list[Path]) -> bool:
         """Kill whatever is still in the run's cgroups, then remove them; whether every one
-        was emptied and removed."""
+        was emptied and removed. (A few reads and an rmdir in cgroupfs when the run's
+        processes are gone, as they usually are: no thread for that.)"""
         emptied = True
         for path in paths:
             for _ in range(50):
@@ -71,7 +73,7 @@ class Cgroups:
                 for pid in pids:
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
-                time.sleep(0.02)
+                await asyncio.sleep(0.02)
             try:
                 path.rmdir()
             except OSError:

@@ -483,7 +483,8 @@ class Git(GitProcess):
         if url is not None:
             kept.append(("remote.origin.url", url))
             kept.append(("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"))
-        await asyncio.to_thread(drop_git_files, gitdir)
+        for directory in drop_git_files(gitdir):  # a few lstat calls, on the loop
+            await asyncio.to_thread(shutil.rmtree, directory)
         text = config_text(kept).encode()
         self._remember(text, kept)
         if current == text:

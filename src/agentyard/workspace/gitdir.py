@@ -84,13 +84,17 @@ def checked_git_dir(dest: Path, *, objects_only: bool) -> Path:
     return gitdir
 
 
-def drop_git_files(gitdir: Path) -> None:
+def drop_git_files(gitdir: Path) -> list[Path]:
+    """Remove the files that make git read elsewhere; those that are directories (an
+    agent's doing, of any size) are returned for the caller to remove off the loop."""
+    directories = []
     for name in _DROPPED_GIT_FILES:
         path = gitdir / name
-        if path.is_dir():
-            shutil.rmtree(path)
+        if path.is_dir() and not path.is_symlink():
+            directories.append(path)
         else:
             path.unlink(missing_ok=True)
+    return directories
 
 
 def config_text(entries: list[tuple[str, str]]) -> str:
