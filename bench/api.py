@@ -1,9 +1,10 @@
 """The server's per-request, per-subscriber and idle-memory cost, side by side.
 
 Prints, with the machine's core count and load average:
-1. GET /api/v1/tasks/{id}/status req/s (a database API key, as a user's would be) divided by
+1. GET /api/v1/tasks/{id}/status req/s (a database API key, as a user's would be), of a run
+   still executing and of a finished one (whose body the server remembers), each divided by
    the req/s of a bare Starlette JSON endpoint on the same uvicorn settings (one worker, the
-   same loop and HTTP implementation), both loaded by ``wrk -t2 -c32 -d10s`` when wrk is
+   same loop and HTTP implementation), all loaded by ``wrk -t2 -c32 -d10s`` when wrk is
    installed, else by an async httpx client with 32 connections (a note says so);
 2. one command run printing 50 timestamped lines/s for ~10 s, watched by 50 and then 500 SSE
    subscribers: delivery latency p50/p99 (receive time minus the line's own timestamp; the
@@ -140,7 +141,8 @@ def load(url: str, key: str, seconds: int) -> float:
     return asyncio.run(httpx_load(url, key, seconds))
 
 
-def status_row(server: ServerProcess, key: str, run_id: str, seconds: int) -> None:
+def status_row(server: ServerProcess, key: str, runs: dict[str, str], seconds: int) -> None:
+    """``runs``: what each run is (``running``, ``finished``) -> its id."""
     port = free_port()
     bare = subprocess.Popen(
         [sys.executable, __file__, "--serve-bare", str(port)], start_new_session=True
@@ -155,9 +157,11 @@ def status_row(server: ServerProcess, key: str, run_id: str, seconds: int) -> No
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        status_url = f"{server.url}/api/v1/tasks/{run_id}/status"
-        load(status_url, key, 2)  # warm-up
-        ours = load(status_url, key, seconds)
+        ours = {}
+        for what, run_id in runs.items():
+            status_url = f"{server.url}/api/v1/tasks/{run_id}/status"
+            load(status_url, key, 2)  # warm-up
+            ours[what] = load(status_url, key, seconds)
         load(f"http://127.0.0.1:{port}/status", key, 2)
         theirs = load(f"http://127.0.0.1:{port}/status", key, seconds)
     finally:
@@ -165,7 +169,9 @@ def status_row(server: ServerProcess, key: str, run_id: str, seconds: int) -> No
         bare.wait(timeout=10)
     how = "wrk -t2 -c32" if shutil.which("wrk") else "httpx, 32 connections (wrk not installed)"
     print(f"GET /tasks/{{id}}/status vs bare Starlette ({how}, {seconds} s each, {machine()}):")
-    print(f"  status {ours:,.0f} req/s, bare {theirs:,.0f} req/s, ratio {ours / theirs:.2f}")
+    print(f"  bare Starlette {theirs:,.0f} req/s")
+    for what, rate in ours.items():
+        print(f"  status of a {what} run {rate:,.0f} req/s, ratio {rate / theirs:.2f}")
 
 
 # -- 2. SSE fan-out ------------------------------------------------------------------------
@@ -291,7 +297,7 @@ def main() -> None:
         serve_bare(args.serve_bare)
         return
     counts = [int(n) for n in args.subscribers.split(",") if n.strip()]
-    commands = {"noop": {"argv": ["true"]}}
+    commands = {"noop": {"argv": ["true"]}, "hold": {"argv": ["sleep", "600"]}}
     for n in counts:
         script = ticker(args.seconds * LINES_PER_SECOND, 2 + n / 100)
         commands[f"ticker-{n}"] = {"argv": ["python3", "-c", script]}
@@ -320,7 +326,16 @@ def main() -> None:
             time.sleep(1)
             print(f"sandbox: {args.sandbox}")
             rss_row(server)
-            status_row(server, key, run_id, args.seconds)
+            with server.client(key) as client:
+                hold = client.post(
+                    "/api/v1/tasks", json={"prompt": "x", "agent": "command", "model": "hold"}
+                ).json()["runId"]
+                wait_status(client, hold, {"running"})
+                try:
+                    status_row(server, key, {"running": hold, "finished": run_id}, args.seconds)
+                finally:
+                    client.patch(f"/api/v1/tasks/{hold}", json={"action": "cancel"})
+                    wait_status(client, hold, {"cancelled"})
             for n in counts:
                 asyncio.run(fan_out(server, key, n, args.seconds))
         finally:

@@ -8,12 +8,17 @@ bad key, someone else's run, an unknown id, a queued run whose detail needs more
 goes on to the route itself, so that every error and every body stays the route's own.
 It sits outside the framework's own middleware, inside the access log, which records it
 like any other request.
+
+A run's status body is final once the run has ended (a terminal status never changes, nor
+do its error, detail and times): the bodies of recently ended runs are remembered, so that
+polling a finished run costs only the key check. A run still executing is always read.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,12 +29,16 @@ from agentyard.server import Agentyard
 
 _PATH = re.compile(r"/api/v1/tasks/([^/]+)/status")
 _HEADERS = [(b"content-type", b"application/json")]
+_FINAL_BODIES = 4096
+"""How many ended runs' status bodies are remembered (a few hundred bytes each)."""
 
 
 class StatusFastPath:
     def __init__(self, app: ASGIApp, yard: Agentyard) -> None:
         self.app = app
         self.yard = yard
+        self._final: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        """Run id -> (its user, its status body), of runs that have ended."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
@@ -51,7 +60,12 @@ class StatusFastPath:
             return None
         try:
             user = await self.yard.authenticate(secret)
-            run = await self.yard.store.get_run_state(run_id) if user is not None else None
+            if user is None:
+                return None
+            final = self._final.get(run_id)
+            if final is not None:
+                return final[1] if final[0] == user else None
+            run = await self.yard.store.get_run_state(run_id)
         except Exception:  # e.g. the database is away: the route answers, with its error
             return None
         if run is None or run.user_id != user or run.status is RunStatus.QUEUED:
@@ -59,7 +73,12 @@ class StatusFastPath:
         view = views.status(run, self.yard.settings.expected_run_seconds)
         # As the route's JSONResponse renders it.
         text = json.dumps(view, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        return text.encode()
+        body = text.encode()
+        if run.status.terminal:
+            self._final[run_id] = (user, body)
+            if len(self._final) > _FINAL_BODIES:
+                self._final.popitem(last=False)
+        return body
 
 
 def _bearer(scope: Scope) -> str | None:
