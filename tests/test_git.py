@@ -248,6 +248,28 @@ async def test_nothing_to_commit(git: Git, url: str, tmp_path: Path) -> None:
     assert await git.commit_all(dest, "Remove readme") not in (None, base)
 
 
+async def test_staged_changes_the_work_tree_undid_are_nothing_to_commit(
+    git: Git, tmp_path: Path
+) -> None:
+    """The agent staged a change and then put the file back (the index differs from HEAD,
+    the work tree does not): nothing to commit. A staged rename is committed as one, also
+    when its original path looks like another status record."""
+    dest = tmp_path / "ws"
+    await git.init_workspace(dest)
+    (dest / "a.txt").write_text("a\n")
+    (dest / "1 .M b.txt").write_text("b\n")
+    first = await git.commit_all(dest, "First")
+    (dest / "a.txt").write_text("changed\n")
+    sh(dest, "add", "a.txt")
+    (dest / "a.txt").write_text("a\n")
+    assert await git.commit_all(dest, "Nothing") is None
+    assert sh(dest, "rev-parse", "HEAD") == first
+    sh(dest, "mv", "1 .M b.txt", "c.txt")
+    renamed = await git.commit_all(dest, "Renamed")
+    assert renamed not in (None, first)
+    assert sh(dest, "ls-tree", "--name-only", "HEAD").split("\n") == ["a.txt", "c.txt"]
+
+
 async def test_wrong_token_fails_without_leaking_it(
     git: Git, server: GitHttpServer, url: str, tmp_path: Path
 ) -> None:

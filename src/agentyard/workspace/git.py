@@ -61,6 +61,8 @@ from agentyard.workspace.gitdir import (
 __all__ = ["HOST_ENV", "TOKEN_ENV", "DiffStats", "FileStat", "Git", "GitError", "mirror_name"]
 
 # A full object id (sha1 or sha256): a revision that needs no refs to resolve.
+_WORK_TREE_CHANGED = frozenset(f"1 .{y}" for y in "MTDAU")
+"""Porcelain v2 records of an entry the work tree changed while its index entry is HEAD's."""
 _FULL_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 _LOCK_POLL_SECONDS = 0.05
@@ -328,16 +330,25 @@ class Git(GitProcess):
         )
         head: str | None = None
         changed = False
-        for record in status.split("\0"):
+        staged_only = True
+        records = iter(status.split("\0"))
+        for record in records:
             if record.startswith("# branch.oid "):
                 head = record.removeprefix("# branch.oid ")
             elif record and not record.startswith("#"):
                 changed = True
-                break
+                if record.startswith("2 "):
+                    next(records, None)  # a rename's original path: not a record
+                # Untracked, or changed in the work tree against an index that is HEAD's:
+                # the work tree is surely not HEAD's.
+                elif record.startswith("? ") or record[:4] in _WORK_TREE_CHANGED:
+                    staged_only = False
+                    break
         if not changed and head is not None and _FULL_OID.fullmatch(head):
             return head, False
         await self._run(["add", "--all"], cwd=dest)
-        if await self._probe(["diff", "--cached", "--quiet"], dest):
+        # Only staged changes (the agent's own git add): the work tree may be HEAD's again.
+        if staged_only and await self._probe(["diff", "--cached", "--quiet"], dest):
             return await self._rev_parse(dest, "HEAD"), False  # the index equals HEAD
         # No automatic maintenance either: a commit would start another git process for it.
         await self._run(
@@ -377,15 +388,17 @@ class Git(GitProcess):
         base_sha = await self._commit_id(dest, base)
         head_sha = await self._commit_id(dest, head)
         async with object_store(dest, base_sha, self.state_dir) as (cwd, env):
-            base_sha, head_sha = await self._rev_parse_all(cwd, [base_sha, head_sha], env)
+            # Both ends peeled to commits: GitError unless each is one (in the workspace).
+            commits = await self._run(
+                ["rev-list", "--reverse", f"{base_sha}^{{commit}}..{head_sha}^{{commit}}",
+                 "--"],
+                cwd=cwd, env=env,
+            )  # fmt: skip
             numstat = await self._run(
                 ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
                  base_sha, head_sha, "--"],
                 cwd=cwd, env=env,
             )  # fmt: skip
-            commits = await self._run(
-                ["rev-list", "--reverse", f"{base_sha}..{head_sha}", "--"], cwd=cwd, env=env
-            )
         files = []
         for record in numstat.split("\0"):
             if not record:
@@ -429,20 +442,6 @@ class Git(GitProcess):
     async def _rev_parse(self, dest: Path, rev: str, env: dict[str, str] | None = None) -> str:
         out = await self._run(["rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=dest, env=env)
         return out.strip()
-
-    async def _rev_parse_all(
-        self, dest: Path, oids: list[str], env: dict[str, str] | None = None
-    ) -> list[str]:
-        """Each of ``oids`` (full object ids) as the commit it is, in one process (GitError if
-        one is not a commit here)."""
-        assert all(_FULL_OID.fullmatch(oid) for oid in oids)
-        out = await self._run(
-            ["rev-parse", *(f"{oid}^{{commit}}" for oid in oids)], cwd=dest, env=env
-        )
-        commits = out.split()
-        if len(commits) != len(oids):
-            raise GitError(f"git rev-parse: expected {len(oids)} commits, got {out.strip()!r}")
-        return commits
 
     async def _commit_id(self, dest: Path, rev: str) -> str:
         """``rev`` if it is a full object id; otherwise resolved in the (trusted) workspace."""

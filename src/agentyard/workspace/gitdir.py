@@ -126,26 +126,41 @@ def config_text(entries: list[tuple[str, str]]) -> str:
 async def object_store(
     dest: Path, oid: str, state_dir: Path
 ) -> AsyncIterator[tuple[Path, dict[str, str]]]:
-    """A throwaway bare repository of the server's own whose object store is the
-    workspace's: (its path, the environment to run git in it). Nothing of the workspace
-    but its objects is read (no config, attributes, refs or hooks), and nothing there is
-    written. GitError if the workspace's objects lead outside it (a symlink, alternates).
-    """
+    """A bare repository of the server's own whose object store is the workspace's: (its
+    path, the environment to run git in it). Nothing of the workspace but its objects is
+    read (no config, attributes, refs or hooks), and nothing there is written. GitError if
+    the workspace's objects lead outside it (a symlink, alternates).
+
+    The repository is empty but for its config (the object store comes from the
+    environment) and only ever read, so one per object format serves every diff: made
+    once in the server's private state directory, not per call."""
     gitdir = await asyncio.to_thread(checked_git_dir, dest, objects_only=True)
     objects = gitdir / "objects"
     if (objects / "info" / "alternates").exists():
         raise GitError(f"{dest} is not a workspace: its objects have alternates")
-    shadow = Path(await asyncio.to_thread(tempfile.mkdtemp, ".git", "objects-", state_dir))
+    shadow = await asyncio.to_thread(_shadow, state_dir, "sha256" if len(oid) == 64 else "sha1")
+    yield shadow, {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(objects)}
+
+
+def _shadow(state_dir: Path, object_format: str) -> Path:
+    """The state directory's throwaway repository for ``object_format``, made (aside, then
+    renamed into place: another process may win the rename) if it is not there yet."""
+    shadow = state_dir / f"objects-{object_format}.git"
+    if (shadow / "config").is_file():
+        return shadow
+    staging = Path(tempfile.mkdtemp(".git", "objects-", state_dir))
     try:
-        (shadow / "refs").mkdir()
-        (shadow / "HEAD").write_text("ref: refs/heads/main\n")
+        (staging / "refs").mkdir()
+        (staging / "HEAD").write_text("ref: refs/heads/main\n")
         entries = [("core.bare", "true"), ("core.commitgraph", "false")]
-        if len(oid) == 64:
+        if object_format == "sha256":
             entries += [("core.repositoryformatversion", "1"),
                         ("extensions.objectformat", "sha256")]  # fmt: skip
         else:
             entries.append(("core.repositoryformatversion", "0"))
-        (shadow / "config").write_text(config_text(entries))
-        yield shadow, {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(objects)}
+        (staging / "config").write_text(config_text(entries))
+        with contextlib.suppress(OSError):  # lost the race: the winner's is the same
+            staging.rename(shadow)
     finally:
-        shutil.rmtree(shadow, ignore_errors=True)  # a few tiny files: no thread hop
+        shutil.rmtree(staging, ignore_errors=True)
+    return shadow
