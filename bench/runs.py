@@ -18,6 +18,15 @@ runs on the project's 2-core machine (load 1-4): the server adds 80.3, 72.7 -> 3
 a run; the queue drains at 11.8, 11.8 -> 22.6, 20.7 tasks/s; POST latency while draining
 p50 32, 38 -> 18, 20 ms, p99 165, 369 -> 128, 153 ms. With the base commit written with
 the next write, at load 0.9: 38.4 ms, 27.3 tasks/s, p50 14.4 ms, p99 62.6 ms.
+
+Then (the native model bridge, SQLite's statements on the event loop, the workspace template
+written from memory, cgroups created and removed on the loop), alternating with the commit
+before on the same machine (load 0.4-4): POST -> finish 94.6, 85.2 -> 59.3, 63.9 ms; `true`
+alone through the wrapper 46.9, 53.2 -> 20.7, 20.1 ms (the bridge's start-up), so the server
+adds 47.7, 32.0 -> 38.6, 43.8 ms; drained at 22.2, 20.5 -> 25.3, 24.3 tasks/s (30-35 in runs
+of 800 tasks without the probes); POST p50 18.1, 18.8 -> 14.2, 16.0 ms, p99 72.6, 75.2 ->
+40.2, 36.1 ms. Runs alone were then spaced 50 ms apart as the server's are (a cgroup join
+otherwise finds the last one's grace period): alone 30.9 ms, the server adds 35.6 ms.
 """
 
 # ruff: noqa: ASYNC221  (a benchmark: the timed sandbox wrapper is started blocking)
@@ -63,6 +72,10 @@ async def true_alone(root: Path, runs: int, sandbox: str) -> list[float]:
             env = run.environment({})
             wrapper = run.command("true", env)
             for _ in range(runs):
+                # Apart, as the server's runs are: a process joining a cgroup (v1) waits for
+                # an RCU grace period (5-20 ms here) unless another joined just before, so
+                # back-to-back runs alone would be cheaper than any run through the server.
+                await asyncio.sleep(0.05)
                 t = time.perf_counter()
                 subprocess.run([wrapper], env=env, check=True)
                 times.append(time.perf_counter() - t)
