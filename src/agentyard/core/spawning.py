@@ -44,6 +44,9 @@ class Process:
         self.pid = popen.pid
         self.stdout: asyncio.StreamReader | None = None
         self.stderr: asyncio.StreamReader | None = None
+        self.stdin_fd: int | None = None
+        """The write end of its stdin pipe (``stdin_pipe``), the caller's to write and close."""
+        self._pipes: list[_PipeTransport] = []
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     @property
@@ -52,6 +55,15 @@ class Process:
 
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the process unless it has been reaped (its pid may be another's then)."""
+        self._popen.send_signal(sig)
+
+    def close_pipes(self) -> None:
+        """Stop reading its stdout and stderr (their descriptors are closed)."""
+        for pipe in self._pipes:
+            pipe.close()
 
     def _watch_exit(self) -> None:
         loop = asyncio.get_running_loop()
@@ -81,10 +93,12 @@ async def start_process(
     cwd: Path | None,
     env: Mapping[str, str],
     stdin_data: bytes | None = None,
+    stdin_pipe: bool = False,
     limit: int = _LINE_LIMIT,
 ) -> Process:
     """Start ``argv`` in a new session, its stdout and stderr read on the event loop, and
-    ``stdin_data`` (if any) written to its stdin by a thread (stdin is /dev/null otherwise).
+    ``stdin_data`` (if any) written to its stdin by a thread, or with ``stdin_pipe`` its
+    stdin a pipe whose write end is ``Process.stdin_fd`` (else stdin is /dev/null).
 
     Started from a thread: ``subprocess`` uses vfork there, which costs the same whatever
     the server's size, where the loop's own spawn (uvloop: fork) copies the server's page
@@ -92,7 +106,8 @@ async def start_process(
     ``subprocess.Popen`` raises it."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    in_r, in_w = os.pipe() if stdin_data is not None else (None, None)
+    assert stdin_data is None or not stdin_pipe
+    in_r, in_w = os.pipe() if stdin_data is not None or stdin_pipe else (None, None)
     ours = [out_r, err_r, *([in_w] if in_w is not None else [])]
 
     def spawn() -> subprocess.Popen[bytes]:
@@ -123,11 +138,14 @@ async def start_process(
             _end(await starting)
         raise
     proc = Process(popen)
-    proc.stdout = _reader(loop, out_r, limit)
-    proc.stderr = _reader(loop, err_r, limit)
-    if in_w is not None:
-        assert stdin_data is not None
+    proc.stdout, stdout_pipe = _reader(loop, out_r, limit)
+    proc.stderr, stderr_pipe = _reader(loop, err_r, limit)
+    proc._pipes = [stdout_pipe, stderr_pipe]
+    if stdin_data is not None:
+        assert in_w is not None
         threading.Thread(target=_feed, args=(in_w, stdin_data), daemon=True).start()
+    else:
+        proc.stdin_fd = in_w
     proc._watch_exit()
     return proc
 
@@ -156,10 +174,12 @@ def _end(popen: subprocess.Popen[bytes]) -> None:
     popen.wait()
 
 
-def _reader(loop: asyncio.AbstractEventLoop, fd: int, limit: int) -> asyncio.StreamReader:
+def _reader(
+    loop: asyncio.AbstractEventLoop, fd: int, limit: int
+) -> tuple[asyncio.StreamReader, _PipeTransport]:
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    _PipeTransport(loop, fd, asyncio.StreamReaderProtocol(reader, loop=loop))
-    return reader
+    pipe = _PipeTransport(loop, fd, asyncio.StreamReaderProtocol(reader, loop=loop))
+    return reader, pipe
 
 
 class _PipeTransport(asyncio.ReadTransport):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentyard.core import events as ev
 from agentyard.core.routing import check_native_model
-from agentyard.runtimes import statedir
+from agentyard.runtimes import cli_process, statedir
 from agentyard.runtimes.base import Availability, Emit, RunOutcome, RunSpec
 from agentyard.runtimes.lazy import LazyModule
 
@@ -156,6 +156,7 @@ class ClaudeRuntime:
         stderr: deque[str] = deque(maxlen=_STDERR_LINES)
         options = self.options(spec)
         options.stderr = stderr.append
+        _start_clis_from_a_thread()
         client = sdk.ClaudeSDKClient(options)
         mapper = _Mapper(spec.workspace, emit)
         deadline = asyncio.timeout(spec.timeout_seconds)
@@ -184,6 +185,14 @@ class ClaudeRuntime:
         else:
             await _disconnect(client)
         return mapper.outcome(spec.prior_totals, stderr)
+
+
+def _start_clis_from_a_thread() -> None:
+    """The SDK's transport starts its CLI as the server's other agents start (see
+    :mod:`agentyard.runtimes.cli_process`): not forked from the event loop."""
+    from claude_agent_sdk._internal.transport import subprocess_cli
+
+    cli_process.install(subprocess_cli)
 
 
 async def _stop(client: sdk.ClaudeSDKClient) -> None:
