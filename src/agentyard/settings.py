@@ -209,7 +209,8 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.resolved_data_dir / 'agentyard.db'}"
+        # Any SQLite URL runs on the event loop (agentyard.store.sqlite_loop): no driver named.
+        return f"sqlite:///{self.resolved_data_dir / 'agentyard.db'}"
 
     @property
     def workspaces_dir(self) -> Path:

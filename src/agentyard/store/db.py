@@ -20,7 +20,8 @@ def is_sqlite(url: str) -> bool:
 
 
 def sync_url(url: str) -> str:
-    """The URL Alembic uses: same database, a synchronous driver."""
+    """The URL Alembic uses: same database, a synchronous driver (``sqlite+aiosqlite`` is
+    still accepted from settings, though the server never loads aiosqlite)."""
     return url.replace("sqlite+aiosqlite", "sqlite", 1)
 
 

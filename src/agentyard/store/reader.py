@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 class SqliteReader:
     """Point reads on SQLite on the event loop itself, on a connection of their own.
 
-    A read by primary key takes tens of microseconds; the pooled path hands it to a driver
-    thread and back, which costs more than the read, and so does SQLAlchemy's execution of
-    it. So each statement (built once, see below) is compiled once, run on the bare sqlite3
-    connection, and its row processed with its columns' own result processors: the values
-    are what SQLAlchemy would return. In WAL mode a reader never waits for the writer;
-    should SQLite still answer "busy" (it has no busy wait here, so the loop never blocks on
-    a lock), the caller reads through the pool instead."""
+    A read by primary key takes tens of microseconds; SQLAlchemy's execution of it (even on
+    the loop, see ``sqlite_loop``) costs several times that. So each statement (built once,
+    see below) is compiled once, run on the bare sqlite3 connection, and its row processed
+    with its columns' own result processors: the values are what SQLAlchemy would return.
+    In WAL mode a reader never waits for the writer; should SQLite still answer "busy" (it
+    has no busy wait here, so the loop never blocks on a lock), the caller reads through
+    the pool instead, which waits for it without blocking the loop."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         url = engine.url.set(drivername="sqlite")
