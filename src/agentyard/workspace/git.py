@@ -31,7 +31,6 @@ import hashlib
 import os
 import re
 import shutil
-import stat
 import time
 import unicodedata
 import uuid
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentyard.workspace import tree
 from agentyard.workspace.git_process import (
     HOST_ENV,
     TOKEN_ENV,
@@ -144,7 +144,7 @@ class Git(GitProcess):
         ] = weakref.WeakKeyDictionary()
         self._trusted: dict[bytes, list[tuple[str, str]]] = {}
         """Config texts the server wrote into workspaces, and the entries each holds."""
-        self._template: tuple[list[_Entry], str] | None = None
+        self._template: tuple[list[tree.Entry], str] | None = None
         """The template workspace's directories and files (they are few and small) and its
         commit."""
 
@@ -245,14 +245,14 @@ class Git(GitProcess):
             entries, sha = await self._workspace_template()
             # In a thread: creating files and directories is slow kernel work on some disks
             # (about 3 ms for this one's dozen on the project's machine).
-            await asyncio.to_thread(_Entry.write_tree, entries, dest)
+            await asyncio.to_thread(tree.write_tree, entries, dest)
             return sha
         except BaseException:
             if created and dest.exists():
                 await asyncio.to_thread(shutil.rmtree, dest, True)
             raise
 
-    async def _workspace_template(self) -> tuple[list[_Entry], str]:
+    async def _workspace_template(self) -> tuple[list[tree.Entry], str]:
         """The template of new workspaces and its commit: built aside and renamed into place
         the first time (another process sharing the state directory may win the rename)."""
         if self._template is not None:
@@ -286,7 +286,7 @@ class Git(GitProcess):
                     await asyncio.to_thread(shutil.rmtree, staging, True)
         await self._trust_workspace(template)
         sha = await self._rev_parse(template, "HEAD")
-        self._template = (await asyncio.to_thread(_Entry.read_tree, template), sha)
+        self._template = (await asyncio.to_thread(tree.read_tree, template), sha)
         return self._template
 
     async def create_branch(self, dest: Path, name: str) -> None:
@@ -387,18 +387,17 @@ class Git(GitProcess):
         """
         base_sha = await self._commit_id(dest, base)
         head_sha = await self._commit_id(dest, head)
-        async with object_store(dest, base_sha, self.state_dir) as (cwd, env):
-            # Both ends peeled to commits: GitError unless each is one (in the workspace).
-            commits = await self._run(
-                ["rev-list", "--reverse", f"{base_sha}^{{commit}}..{head_sha}^{{commit}}",
-                 "--"],
-                cwd=cwd, env=env,
-            )  # fmt: skip
-            numstat = await self._run(
-                ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
-                 base_sha, head_sha, "--"],
-                cwd=cwd, env=env,
-            )  # fmt: skip
+        cwd, env = await object_store(dest, base_sha, self.state_dir)
+        # Both ends peeled to commits: GitError unless each is one (in the workspace).
+        commits = await self._run(
+            ["rev-list", "--reverse", f"{base_sha}^{{commit}}..{head_sha}^{{commit}}", "--"],
+            cwd=cwd, env=env,
+        )  # fmt: skip
+        numstat = await self._run(
+            ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
+             base_sha, head_sha, "--"],
+            cwd=cwd, env=env,
+        )  # fmt: skip
         files = []
         for record in numstat.split("\0"):
             if not record:
@@ -415,12 +414,12 @@ class Git(GitProcess):
         it changes nothing in the workspace)."""
         base_sha = await self._commit_id(dest, base)
         head_sha = await self._commit_id(dest, head)
-        async with object_store(dest, base_sha, self.state_dir) as (cwd, env):
-            return await self._run(
-                ["diff", "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv",
-                 f"{base_sha}^{{commit}}", f"{head_sha}^{{commit}}", "--"],
-                cwd=cwd, env=env,
-            )  # fmt: skip
+        cwd, env = await object_store(dest, base_sha, self.state_dir)
+        return await self._run(
+            ["diff", "--no-color", "--no-renames", "--no-ext-diff", "--no-textconv",
+             f"{base_sha}^{{commit}}", f"{head_sha}^{{commit}}", "--"],
+            cwd=cwd, env=env,
+        )  # fmt: skip
 
     # -- internals -------------------------------------------------------------------
 
@@ -567,52 +566,3 @@ def _check_branch(name: str) -> None:
         or _BAD_REF.search(name)
     ):
         raise GitError(f"invalid branch name {name!r}")
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """A directory (``content`` None) or regular file of a small tree, held in memory."""
-
-    path: str
-    mode: int
-    content: bytes | None
-
-    @staticmethod
-    def read_tree(root: Path) -> list[_Entry]:
-        """Every directory and regular file below ``root``, each directory before what it
-        holds (anything else, such as a link, is left out)."""
-        entries = []
-        for directory, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            base = Path(directory)
-            for name in dirnames:
-                info = (base / name).lstat()
-                if stat.S_ISDIR(info.st_mode):
-                    relative = str((base / name).relative_to(root))
-                    entries.append(_Entry(relative, stat.S_IMODE(info.st_mode), None))
-            for name in sorted(filenames):
-                info = (base / name).lstat()
-                if stat.S_ISREG(info.st_mode):
-                    relative = str((base / name).relative_to(root))
-                    content = (base / name).read_bytes()
-                    entries.append(_Entry(relative, stat.S_IMODE(info.st_mode), content))
-        return sorted(entries, key=lambda e: e.path.count("/"))
-
-    @staticmethod
-    def write_tree(entries: list[_Entry], root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        for entry in entries:
-            entry.write(root)
-
-    def write(self, root: Path) -> None:
-        target = root / self.path
-        if self.content is None:
-            target.mkdir(mode=self.mode)
-            return
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
-        try:
-            view = memoryview(self.content)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)

@@ -17,7 +17,6 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from agentyard.workspace.git_process import GitError
@@ -122,10 +121,7 @@ def config_text(entries: list[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@contextlib.asynccontextmanager
-async def object_store(
-    dest: Path, oid: str, state_dir: Path
-) -> AsyncIterator[tuple[Path, dict[str, str]]]:
+async def object_store(dest: Path, oid: str, state_dir: Path) -> tuple[Path, dict[str, str]]:
     """A bare repository of the server's own whose object store is the workspace's: (its
     path, the environment to run git in it). Nothing of the workspace but its objects is
     read (no config, attributes, refs or hooks), and nothing there is written. GitError if
@@ -139,7 +135,7 @@ async def object_store(
     if (objects / "info" / "alternates").exists():
         raise GitError(f"{dest} is not a workspace: its objects have alternates")
     shadow = await asyncio.to_thread(_shadow, state_dir, "sha256" if len(oid) == 64 else "sha1")
-    yield shadow, {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(objects)}
+    return shadow, {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(objects)}
 
 
 def _shadow(state_dir: Path, object_format: str) -> Path:
