@@ -192,6 +192,26 @@ def test_system_directories_and_the_venv_are_read_only(client: httpx.Client) -> 
         assert not Path(target).exists()
 
 
+def test_etc_holds_only_what_others_may_read(client: httpx.Client) -> None:
+    """The sandbox's /etc is its own: the host's shadow file and private key directory are
+    absent (even for a server running as root, whose files the agent's uid would own), a
+    synthetic passwd names no host user, and what agents need (CA certificates, the linker's
+    cache) is there."""
+    script = (
+        "cat /etc/shadow && echo LEAK-shadow; ls /etc/ssl/private && echo LEAK-private; "
+        "ls /etc/sudoers.d && echo LEAK-sudoers; test -s /etc/ld.so.cache && echo HAS-ldcache; "
+        "ls /etc/ssl/certs | head -1 >/dev/null && test -e /etc/ssl/certs && echo HAS-certs; "
+        "cut -d: -f1 /etc/passwd | tr '\\n' ' '; echo"
+    )
+    text = output(run_script(client, script))
+    assert "LEAK" not in text, text
+    if Path("/etc/ld.so.cache").exists():
+        assert "HAS-ldcache" in text, text
+    if Path("/etc/ssl/certs").is_dir():
+        assert "HAS-certs" in text, text
+    assert "root agent nobody" in text, text
+
+
 def _sleepers(marker: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):

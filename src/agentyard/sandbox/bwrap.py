@@ -1,7 +1,8 @@
 """The bubblewrap sandbox: each run's agent, and everything it spawns, confined.
 
 Inside: its own user (uid 1000, no capabilities, no further user namespaces), PID, IPC,
-UTS and network namespaces; read-only system directories, a synthetic ``/etc/passwd``, the
+UTS and network namespaces; read-only system directories, an ``/etc`` of its own (a copy of
+what agents need, with a synthetic ``passwd``: :mod:`agentyard.sandbox.etc`), the
 runtimes' own installs read-only; the chat's workspace and agent state read-write; a private
 ``/tmp`` and ``$HOME``; nothing of the data directory, other workspaces or the server's home.
 The network namespace holds only a loopback bridge to the host-side model proxy, so the
@@ -41,6 +42,7 @@ from agentyard.sandbox.base import (
     SandboxUnavailable,
 )
 from agentyard.sandbox.cgroups import Cgroups
+from agentyard.sandbox.etc import UID, make_etc
 from agentyard.sandbox.native import build_bridge
 from agentyard.sandbox.proxy import EgressPolicy, ModelProxy, Upstream
 
@@ -52,42 +54,8 @@ BRIDGE_PORT = 18080
 """The model bridge's port inside every sandbox (each has its own network namespace)."""
 _INSIDE = "/run/agentyard"
 _RUNTIME_PREFIX = "agentyard-sandbox-"
-_UID = 1000
 
-_ETC = (
-    "hosts",
-    "resolv.conf",
-    "nsswitch.conf",
-    "host.conf",
-    "ssl",
-    "ca-certificates",
-    "ca-certificates.conf",
-    "pki",
-    "alternatives",
-    "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "localtime",
-    "timezone",
-    "mime.types",
-    "protocols",
-    "services",
-    "os-release",
-    "debian_version",
-    "inputrc",
-    "terminfo",
-    "bash.bashrc",
-    "profile",
-    "gitconfig",
-    "npmrc",
-)
 _TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-_PASSWD = (
-    "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-    f"agent:x:{_UID}:{_UID}:Agentyard agent:{SANDBOX_HOME}:/bin/sh\n"
-    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-)
-_GROUP = f"root:x:0:\nagent:x:{_UID}:\nnogroup:x:65534:\n"
 
 
 def find_bwrap() -> str | None:
@@ -218,8 +186,7 @@ class BwrapSandbox:
         self.runtime_dir.mkdir(mode=0o700)
         self._runs.mkdir(mode=0o700)
         shutil.copyfile(bridge.__file__, self.runtime_dir / "bridge.py")
-        (self.runtime_dir / "passwd").write_text(_PASSWD)
-        (self.runtime_dir / "group").write_text(_GROUP)
+        await asyncio.to_thread(make_etc, self.runtime_dir / "etc")
         await self.proxy.start()
         try:
             await self._probe(self.bwrap_argv(None, "/bin/true", bridge=False))
@@ -293,7 +260,7 @@ class BwrapSandbox:
         """bubblewrap's command line that runs ``executable`` (arguments follow it)."""
         argv = [
             self.bwrap,
-            "--unshare-user", "--uid", str(_UID), "--gid", str(_UID),
+            "--unshare-user", "--uid", str(UID), "--gid", str(UID),
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
             "--unshare-cgroup-try", "--hostname", "agentyard",
             "--disable-userns", "--die-with-parent", "--new-session",
@@ -305,11 +272,8 @@ class BwrapSandbox:
                 argv += ["--symlink", os.readlink(host), str(host)]
             elif host.is_dir():
                 argv += ["--ro-bind", str(host), str(host)]
-        for name in _ETC:
-            argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         argv += [
-            "--ro-bind", str(self.runtime_dir / "passwd"), "/etc/passwd",
-            "--ro-bind", str(self.runtime_dir / "group"), "/etc/group",
+            "--ro-bind", str(self.runtime_dir / "etc"), "/etc",  # see agentyard.sandbox.etc
             "--proc", "/proc", "--dev", "/dev",
         ]  # fmt: skip
         for tmp in ("/tmp", SANDBOX_HOME):
