@@ -42,12 +42,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
 from agentyard.sandbox.base import SandboxRequest
 from agentyard.sandbox.bwrap import BwrapSandbox
-from agentyard.testing.harness import API_KEY, ServerProcess, server_env, sse_frames
+from agentyard.testing.harness import API_KEY, ServerProcess, server_env
 from figures import machine, percentile
+from lean import Connection, Pool
 
 COMMANDS = {"true": {"argv": ["true"]}}
 TASK = {"prompt": "nothing", "agent": "command", "model": "true"}
@@ -84,20 +83,20 @@ async def true_alone(root: Path, runs: int, sandbox: str) -> list[float]:
     return times
 
 
-def trivial_runs(server: ServerProcess, runs: int) -> list[float]:
+async def trivial_runs(server: ServerProcess, runs: int) -> list[float]:
     """POST -> ``finish`` on the run's stream, one run at a time (after one warm-up run)."""
     times = []
-    with server.client() as client:
-        for i in range(runs + 1):
-            posted = time.perf_counter()
-            run = client.post("/api/v1/tasks", json=TASK).json()
-            path = f"/api/v1/tasks/{run['runId']}/logs/stream"
-            with client.stream("GET", path, timeout=60) as response:
-                for frame in sse_frames(response):
-                    if frame.data and frame.data["type"] == "finish":
-                        assert frame.data["status"] == "completed", frame.data
-            if i:
-                times.append(time.perf_counter() - posted)
+    host, port = "127.0.0.1", server.port
+    posts, streams = Connection(host, port, API_KEY), Connection(host, port, API_KEY)
+    for i in range(runs + 1):
+        posted = time.perf_counter()
+        run = (await posts.request("POST", "/api/v1/tasks", TASK)).json()
+        path = f"/api/v1/tasks/{run['runId']}/logs/stream"
+        seen = await streams.stream_until(path, b'"type":"finish"')
+        assert b'"status":"completed"' in seen.rpartition(b"data:")[2], seen[-500:]
+        if i:
+            times.append(time.perf_counter() - posted)
+    posts.close()
     return times
 
 
@@ -110,17 +109,14 @@ async def drain(server: ServerProcess, tasks: int, probes: int) -> tuple[float, 
     ``probes`` more one at a time (a user creating a task meanwhile). Returns the drain rate
     in tasks/s (the first POST to the last ``completedAt``, over all of them), the burst's
     POSTs per second, and each probe POST's latency."""
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
-    async with httpx.AsyncClient(
-        base_url=server.url, headers=headers, timeout=120, limits=limits
-    ) as client:
+    client = Pool(server.url, API_KEY, 32)
 
-        async def post() -> str:
-            r = await client.post("/api/v1/tasks", json=TASK)
-            assert r.status_code == 200, r.text
-            return str(r.json()["runId"])
+    async def post() -> str:
+        r = await client.request("POST", "/api/v1/tasks", TASK)
+        assert r.status == 200, r.body
+        return str(r.json()["runId"])
 
+    try:
         first = time.time()
         ids = list(await asyncio.gather(*(post() for _ in range(tasks))))
         burst = tasks / (time.time() - first)
@@ -133,15 +129,17 @@ async def drain(server: ServerProcess, tasks: int, probes: int) -> tuple[float, 
         # Runs start in order: wait for each in turn, then read every completedAt.
         for run_id in ids:
             while True:
-                body = (await client.get(f"/api/v1/tasks/{run_id}/status")).json()
+                body = (await client.request("GET", f"/api/v1/tasks/{run_id}/status")).json()
                 if body["status"] in {"completed", "failed", "cancelled", "interrupted"}:
                     assert body["status"] == "completed", body
                     break
                 await asyncio.sleep(0.2)
         completed = []
         for run_id in ids:
-            task = (await client.get(f"/api/v1/tasks/{run_id}")).json()
+            task = (await client.request("GET", f"/api/v1/tasks/{run_id}")).json()
             completed.append(parse(task["completedAt"]))
+    finally:
+        client.close()
     return len(ids) / (max(completed) - first), burst, latencies
 
 
@@ -161,7 +159,7 @@ def main() -> None:
         one = {**base, "AGENTYARD_MAX_CONCURRENT_RUNS": "1"}
         server = ServerProcess(root / "one", server_env(root / "one", one)).start()
         try:
-            through = trivial_runs(server, args.runs)
+            through = asyncio.run(trivial_runs(server, args.runs))
         finally:
             server.stop()
         four = {**base, "AGENTYARD_MAX_CONCURRENT_RUNS": "4"}
