@@ -35,7 +35,7 @@ def create_engine(url: str) -> AsyncEngine:
         # SQLite's statements run on the event loop (agentyard.store.sqlite_loop), whichever
         # async driver the URL names.
         parsed = sa.make_url(url).set(drivername=f"sqlite+{sqlite_loop.DRIVER}")
-        engine = create_async_engine(parsed)
+        engine = create_async_engine(parsed, pool_size=64, max_overflow=64)
 
         @sa.event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
