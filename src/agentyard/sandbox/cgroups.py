@@ -68,7 +68,10 @@ class Cgroups:
             with contextlib.suppress(OSError):
                 path.rmdir()
                 continue
-            for _ in range(50):
+            # A process just killed (or the sandbox's init, still exiting) is gone within a
+            # millisecond or two: look again soon, then less often, for about a second.
+            delay = 0.001
+            for _ in range(60):
                 try:
                     pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
                 except OSError:
@@ -78,7 +81,8 @@ class Cgroups:
                 for pid in pids:
                     with contextlib.suppress(OSError):
                         os.kill(pid, signal.SIGKILL)
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.02)
             try:
                 path.rmdir()
             except OSError:
