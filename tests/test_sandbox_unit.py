@@ -7,8 +7,10 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from agentyard.sandbox.base import SandboxRequest
-from agentyard.sandbox.bwrap import BwrapSandbox
+from agentyard.sandbox.bwrap import BwrapSandbox, runtime_parent
 
 
 async def test_stale_runtime_dirs_of_dead_processes_are_removed(tmp_path: Path) -> None:
@@ -16,13 +18,13 @@ async def test_stale_runtime_dirs_of_dead_processes_are_removed(tmp_path: Path) 
     start; a live process's is kept."""
     dead = await asyncio.create_subprocess_exec("true")
     await dead.wait()
-    parent = Path(tempfile.gettempdir())
+    sandbox = BwrapSandbox(data_dir=tmp_path / "data")
+    parent = sandbox.runtime_dir.parent
     stale = parent / f"agentyard-sandbox-{dead.pid}-test"
     alive = parent / f"agentyard-sandbox-{os.getpid()}-test"
     for path in (stale, alive):
         path.mkdir()
         (path / "model.sock").write_text("")
-    sandbox = BwrapSandbox(data_dir=tmp_path / "data")
     await sandbox.start()
     try:
         assert not stale.exists() and alive.exists()
@@ -56,3 +58,17 @@ async def test_a_run_leaves_nothing_behind(tmp_path: Path) -> None:
         assert all(not path.exists() for path in cgroups)
     finally:
         await sandbox.stop()
+
+
+def test_the_runtime_directory_is_in_memory_unless_tmpdir_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/dev/shm where it may hold executables (each run's wrapper script is written and
+    removed there); TMPDIR, when set, is obeyed."""
+    monkeypatch.delenv("TMPDIR", raising=False)
+    shm = Path("/dev/shm")
+    usable = shm.is_dir() and not os.statvfs(shm).f_flag & os.ST_NOEXEC
+    assert runtime_parent() == (shm if usable else Path(tempfile.gettempdir()))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert runtime_parent() == tmp_path

@@ -17,6 +17,7 @@ execs bubblewrap: the SDKs spawn that script as if it were their CLI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import shutil
@@ -156,7 +157,7 @@ class BwrapSandbox:
         self.cgroups = Cgroups(self.limits.processes, self.limits.memory_bytes)
         # Private to this process (0700), and short: a Unix socket path has a length limit.
         self.runtime_dir = (
-            Path(tempfile.gettempdir()) / f"{_RUNTIME_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            runtime_parent() / f"{_RUNTIME_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
         )
         self.proxy = ModelProxy(self.runtime_dir / "model.sock", egress=egress)
         self._runs = self.runtime_dir / "runs"
@@ -331,6 +332,19 @@ def _unique(paths: list[Path]) -> list[Path]:
         if resolved not in out and not any(_under(resolved, p) for p in out):
             out = [p for p in out if not _under(p, resolved)] + [resolved]
     return out
+
+
+def runtime_parent() -> Path:
+    """Where the runtime directory goes: in memory (``/dev/shm``) where it may hold
+    executables, unless ``TMPDIR`` names a place; else the temporary directory. Each run
+    writes its wrapper script there and removes it afterwards: on a disk, a few journalled
+    metadata writes per run, on the event loop."""
+    shm = Path("/dev/shm")
+    if "TMPDIR" not in os.environ and shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+        with contextlib.suppress(OSError):
+            if not os.statvfs(shm).f_flag & os.ST_NOEXEC:
+                return shm
+    return Path(tempfile.gettempdir())
 
 
 def _remove_stale_runtime_dirs(parent: Path) -> None:
