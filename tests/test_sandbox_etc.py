@@ -24,6 +24,10 @@ def _host(root: Path) -> Path:
     (src / "hosts").chmod(0o600)  # not for others: left out
     (src / "shadow").write_text("root:$6$hash")  # not on the list
     os.symlink("/usr/share/zoneinfo/UTC", src / "localtime")
+    run = root / "run"
+    run.mkdir()
+    (run / "stub-resolv.conf").write_text("nameserver 127.0.0.53\n")
+    os.symlink(run / "stub-resolv.conf", src / "resolv.conf")  # out of the sandbox's sight
     return src
 
 
@@ -34,6 +38,8 @@ def test_copies_the_allowed_entries_others_may_read(tmp_path: Path) -> None:
     assert os.readlink(dest / "ssl" / "certs" / "one.pem") == "/usr/share/ca/one.crt"
     assert os.readlink(dest / "localtime") == "/usr/share/zoneinfo/UTC"
     assert (dest / "gitconfig").read_text() == "[core]\n"
+    resolv = dest / "resolv.conf"
+    assert not resolv.is_symlink() and resolv.read_text() == "nameserver 127.0.0.53\n"
     assert not (dest / "ssl" / "private").exists()
     assert not (dest / "hosts").exists()
     assert not (dest / "shadow").exists()

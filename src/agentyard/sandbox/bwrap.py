@@ -165,6 +165,7 @@ class BwrapSandbox:
         """Which model bridge starts each sandbox: ``native`` (``bridge.c``, built here),
         ``python`` (``bridge.py``), or ``auto``: the native one where it builds and runs."""
         self._native = False
+        self._head: list[str] | None = None
 
     def describe(self) -> dict[str, object]:
         return {
@@ -255,10 +256,9 @@ class BwrapSandbox:
             run.reaped = bool(run.cgroups) and emptied
             shutil.rmtree(directory, True)  # its wrapper scripts
 
-    def bwrap_argv(
-        self, request: SandboxRequest | None, executable: str, *, bridge: bool = True
-    ) -> list[str]:
-        """bubblewrap's command line that runs ``executable`` (arguments follow it)."""
+    def _fixed_head(self) -> list[str]:
+        """The start of every run's command line: namespaces and the system's mounts (read
+        off the file system once: it does not change under a running server)."""
         argv = [
             self.bwrap,
             "--unshare-user", "--uid", str(UID), "--gid", str(UID),
@@ -284,6 +284,15 @@ class BwrapSandbox:
         for path in self.readonly:
             if not _under(path, Path("/usr")):
                 argv += ["--ro-bind-try", str(path), str(path)]
+        return argv
+
+    def bwrap_argv(
+        self, request: SandboxRequest | None, executable: str, *, bridge: bool = True
+    ) -> list[str]:
+        """bubblewrap's command line that runs ``executable`` (arguments follow it)."""
+        if self._head is None:
+            self._head = self._fixed_head()
+        argv = list(self._head)
         if Path(executable).is_absolute() and not any(
             _under(Path(executable), p) for p in (*self.readonly, Path("/usr"))
         ):

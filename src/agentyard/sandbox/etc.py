@@ -87,15 +87,30 @@ class _Budget:
 
 def make_etc(dest: Path, source: Path = Path("/etc")) -> None:
     """``dest`` (new): the allowed entries of ``source`` that others may read, ``passwd`` and
-    ``group``. Symbolic links are copied as links (they resolve inside the sandbox)."""
+    ``group``. Symbolic links are copied as links (they resolve inside the sandbox), but for
+    an allowed entry that links out of ``/usr`` and ``source``, whose target is copied."""
     dest.mkdir(mode=0o755)
     budget = _Budget()
     for name in ALLOWED:
-        _copy(source / name, dest / name, budget)
+        _copy(_visible(source / name, source), dest / name, budget)
     (dest / "passwd").write_text(PASSWD)
     (dest / "group").write_text(GROUP)
     if budget.exhausted:
         log.warning("the sandbox's /etc is incomplete", limit_bytes=MAX_BYTES)
+
+
+def _visible(path: Path, source: Path) -> Path:
+    """``path``, or what it links to when that is out of the sandbox's sight (such as
+    ``resolv.conf`` pointing into ``/run``): sandboxes see only ``/usr`` and ``/etc``."""
+    if not path.is_symlink():
+        return path
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return path  # dangling or looping: copied as the link it is
+    if any(target == top or top in target.parents for top in (Path("/usr"), source)):
+        return path
+    return target
 
 
 def _copy(src: Path, dst: Path, budget: _Budget) -> None:
