@@ -77,6 +77,10 @@ _EVENTS_AFTER = (
     .where(t.events.c.run_id == sa.bindparam("run_id"), t.events.c.seq > sa.bindparam("after"))
     .order_by(t.events.c.seq)
 )
+_INSERT_CHAT = t.chats.insert()
+_INSERT_RUN = t.runs.insert()
+_INSERT_MESSAGES = t.messages.insert()
+_INSERT_EVENTS = t.events.insert()
 _EVENT_SEQ = sa.select(t.runs.c.event_seq).where(t.runs.c.run_id == sa.bindparam("run_id"))
 _EVENTS_PAGE = _EVENTS_AFTER.limit(sa.bindparam("page", type_=sa.Integer))
 _TRANSITION = _UPDATE_RUN.where(t.runs.c.status.in_(sa.bindparam("sources", expanding=True)))
@@ -311,9 +315,9 @@ class Store:
     ) -> None:
         if new_chat is not None:
             await conn.execute(
-                t.chats.insert(), {k: v for k, v in vars(new_chat).items() if k in _CHAT_FIELDS}
+                _INSERT_CHAT, {k: v for k, v in vars(new_chat).items() if k in _CHAT_FIELDS}
             )
-        await conn.execute(t.runs.insert(), _run_values(run))
+        await conn.execute(_INSERT_RUN, _run_values(run))
         assistant_message = {
             "message_id": run.assistant_message_id,
             "chat_id": run.chat_id,
@@ -322,7 +326,7 @@ class Store:
             "parts": [],
             "created_at": run.created_at,
         }
-        await conn.execute(t.messages.insert(), [vars(user_message), assistant_message])
+        await conn.execute(_INSERT_MESSAGES, [vars(user_message), assistant_message])
         await self._status_changed(conn, run.run_id)
         if on_insert is not None:
             await on_insert(conn, run)
@@ -590,7 +594,7 @@ class Store:
             for i, ev in enumerate(events)
         ]
         await conn.execute(
-            t.events.insert(),
+            _INSERT_EVENTS,
             [
                 {"run_id": run_id, "seq": s.seq, "type": s.type, "data": s.data, "created_at": now}
                 for s in stored
