@@ -14,7 +14,7 @@ from agentyard.core.clock import utcnow
 from agentyard.core.events import Event
 from agentyard.core.models import Chat, Message, Run, RunState, StoredEvent
 from agentyard.core.status import ACTIVE, RunStatus, allowed_sources
-from agentyard.store import claims, receipts
+from agentyard.store import claims, receipts, sqlite_loop
 from agentyard.store import tables as t
 from agentyard.store.keycache import VerifiedKeys
 from agentyard.store.reader import reader_for
@@ -93,6 +93,7 @@ class Store:
     def __init__(self, engine: AsyncEngine, keys: VerifiedKeys | None = None) -> None:
         self.engine = engine
         self._reader = reader_for(engine)
+        self._on_loop = engine.dialect.driver == sqlite_loop.DRIVER
         self.keys = keys or VerifiedKeys(0)
         """Live keys verified recently (off unless given a time to live)."""
         self.defer_webhooks: Deferrer | None = None
@@ -101,8 +102,21 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.begin() as conn:
-            yield conn
+        if not self._on_loop:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        # SQLite on the loop (agentyard.store.sqlite_loop): returning the connection never
+        # waits, so a cancellation cannot cut it short, and it needs no task of its own (the
+        # one SQLAlchemy makes, to shield the return, cost a quarter of a short transaction
+        # and held every connection a loop turn longer).
+        conn = self.engine.connect()
+        await conn.start()
+        try:
+            async with conn.begin():
+                yield conn
+        finally:
+            await conn.close()
 
     async def close(self) -> None:
         if self._reader is not None:
