@@ -18,6 +18,10 @@ With the native model bridge, SQLite on the event loop and cheaper saves, altern
 the commit before (12 runs each, load 0.7-11: the CLI itself loads both cores): server/direct
 1.28, 1.26 (adds 257, 231 ms) -> 1.17, 1.28 (adds 143, 248 ms); 1.16, 1.20, 1.22 (adds
 116-159 ms) in quieter runs; POST -> agent process started p50 48.2, 58.4 -> 34.3, 42.6 ms.
+
+Then (the sandbox's /etc as one bind, cheaper claims and transactions), after the commit
+before on a loaded machine (load 7-12, the SDK alone 847 -> 1,289 ms: not comparable):
+1.24 (adds 206 ms) -> 1.13 (adds 167 ms); POST -> agent started p50 25.6 -> 29.9 ms.
 """
 
 from __future__ import annotations
