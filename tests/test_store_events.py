@@ -340,3 +340,38 @@ async def test_the_writer_stores_a_batch_once_when_the_commit_answer_is_lost(
     stored = await store.read_events(run.run_id)
     assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
     assert [e.data for e in stored] == lines
+
+
+async def test_chat_values_go_with_the_runs_next_write(store: Store) -> None:
+    """A writer's chat values are stored in the transaction of the run's next write (not one
+    of their own), and a flush stores them even with nothing else pending."""
+    from agentyard.events.bus import LocalBus
+    from agentyard.events.writer import EventWriter
+    from agentyard.store.faults import RetryPolicy
+
+    run = await make_run(store)
+    claimed = await store.claim_next("w")
+    assert claimed is not None
+    transactions = []
+    real = store.append_events
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        transactions.append(kwargs.get("chat_values", args[4] if len(args) > 4 else None))
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.append_events = counted  # type: ignore[method-assign]
+    policy = RetryPolicy(outage_seconds=10, first_delay=0.01, max_delay=0.01)
+    writer = EventWriter(EventLog(store, LocalBus()), run.run_id, policy, 2**20, claimed.event_seq)
+    writer.update_chat(run.chat_id, workspace_path="/w/one", base_branch="main")
+    await writer.emit(status_detail="working")
+    await writer.flush()
+    chat = await store.get_chat(run.chat_id)
+    assert chat is not None and (chat.workspace_path, chat.base_branch) == ("/w/one", "main")
+    after = await store.get_run(run.run_id)
+    assert after is not None and after.status_detail == "working"
+    assert len(transactions) == 1  # the detail and the chat together
+    writer.update_chat(run.chat_id, workspace_path="/w/two")
+    await writer.flush()
+    await writer.close()
+    chat = await store.get_chat(run.chat_id)
+    assert chat is not None and chat.workspace_path == "/w/two"

@@ -207,15 +207,13 @@ class Runner:
         except WorkspaceError as exc:
             return RunOutcome(ok=False, error=f"the workspace could not be prepared: {exc}")
         workspace = prepared.path
+        # Both with the run's next write (its "agent working" detail): no transaction of
+        # their own.
         if chat.workspace_path != str(workspace) or chat.base_branch != prepared.base_branch:
             chat.workspace_path, chat.base_branch = str(workspace), prepared.base_branch
-            await self._db(
-                lambda: self.store.update_chat(
-                    chat.chat_id, workspace_path=chat.workspace_path, base_branch=chat.base_branch
-                ),
-                "update the chat",
+            writer.update_chat(
+                chat.chat_id, workspace_path=chat.workspace_path, base_branch=chat.base_branch
             )
-        # With the run's next write (its "agent working" detail): no transaction of its own.
         await writer.emit(git={"baseSha": prepared.base_sha})
         previous_id = run.previous_run_id
         previous = (

@@ -37,9 +37,13 @@ class EventLog:
         *events: Event,
         run_values: dict[str, Any] | None = None,
         retry_after_seq: int | None = None,
+        chat_values: tuple[str, dict[str, Any]] | None = None,
     ) -> list[StoredEvent]:
-        """Store, then publish (``retry_after_seq``: see ``Store.append_events``)."""
-        stored = await self.store.append_events(run_id, list(events), run_values, retry_after_seq)
+        """Store, then publish (``retry_after_seq``, ``chat_values``: see
+        ``Store.append_events``)."""
+        stored = await self.store.append_events(
+            run_id, list(events), run_values, retry_after_seq, chat_values
+        )
         self._published(run_id, stored)
         return stored
 

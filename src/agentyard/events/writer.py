@@ -51,6 +51,7 @@ class EventWriter:
         self._pending: deque[tuple[Event, int]] = deque()
         self._bytes = 0
         self._values: dict[str, Any] = {}
+        self._chat: tuple[str, dict[str, Any]] | None = None
         self._failure: BaseException | None = None
         self._outage = False
         self._wake = asyncio.Event()
@@ -91,9 +92,15 @@ class EventWriter:
             await self._progress.wait()
         self._check()
 
+    def update_chat(self, chat_id: str, **values: Any) -> None:
+        """Values for the run's chat, stored with the run's next write (``emit`` soon after,
+        which sends it). Lost only if the run ends before that write, when nothing needs them:
+        they say where the chat's workspace is, which the next run finds again."""
+        self._chat = (chat_id, {**(self._chat[1] if self._chat else {}), **values})
+
     async def flush(self) -> None:
         """Wait until everything queued is stored; raise why if it cannot be."""
-        while (self._pending or self._values) and self._failure is None:
+        while (self._pending or self._values or self._chat) and self._failure is None:
             self._ensure_task()
             self._wake.set()
             self._progress.clear()
@@ -105,6 +112,7 @@ class EventWriter:
         self._pending.clear()
         self._bytes = 0
         self._values.clear()
+        self._chat = None
 
     async def close(self) -> None:
         if self._task is not None:
@@ -130,13 +138,16 @@ class EventWriter:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self._pending or self._values:
+                while self._pending or self._values or self._chat:
                     batch = list(itertools.islice(self._pending, _BATCH))
                     values, self._values = self._values, {}
+                    chat, self._chat = self._chat, None
                     attempts = 0
 
                     async def append(
-                        batch: list[tuple[Event, int]] = batch, values: dict[str, Any] = values
+                        batch: list[tuple[Event, int]] = batch,
+                        values: dict[str, Any] = values,
+                        chat: tuple[str, dict[str, Any]] | None = chat,
                     ) -> list[Any]:
                         nonlocal attempts
                         attempts += 1
@@ -145,6 +156,7 @@ class EventWriter:
                             *(event for event, _ in batch),
                             run_values=values or None,
                             retry_after_seq=self.stored_seq if attempts > 1 else None,
+                            chat_values=chat,
                         )
 
                     try:

@@ -564,9 +564,11 @@ class Store:
         events: Sequence[Event],
         run_values: dict[str, Any] | None = None,
         retry_after_seq: int | None = None,
+        chat_values: tuple[str, dict[str, Any]] | None = None,
     ) -> list[StoredEvent]:
-        """Append events to an active run (and set ``run_values`` on it, in the same
-        transaction); RunEnded once the run has ended.
+        """Append events to an active run (and set ``run_values`` on it, and ``chat_values``
+        (a chat id and its values) on its chat, in the same transaction); RunEnded once the
+        run has ended.
 
         ``retry_after_seq`` marks a retry of the same batch by the run's only appender,
         which had stored the run's events up to that ``seq``: if the run now has exactly
@@ -582,6 +584,9 @@ class Store:
             if not events and run_values:
                 # Never over an ended run's values (its terminal statusDetail, say).
                 await conn.execute(_UPDATE_ACTIVE_RUN, {**run_values, "match_run_id": run_id})
+            if chat_values is not None:
+                chat_id, values = chat_values
+                await conn.execute(_UPDATE_CHAT, {**values, "match_chat_id": chat_id})
             return await self._append(conn, run_id, events, run_values=run_values)
 
     async def _append(
