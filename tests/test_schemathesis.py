@@ -5,6 +5,7 @@ breaks the document."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,10 +36,32 @@ def api_schema(server: ServerProcess) -> Any:
 
 schema = schemathesis.pytest.from_fixture("api_schema")
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TRANSPORT = {
+    "content-length", "transfer-encoding", "connection", "host", "te", "trailer", "upgrade"
+}  # fmt: skip
+
+
+def _http_headers(headers: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The generated headers that can stand in an HTTP request: a name that is no token
+    (``n;``) or a transport header (``Transfer-Encoding: Scunthorpe``) makes the request
+    malformed, and the server's HTTP parser answers it with its own plain-text 400 before
+    the API (and its document) is reached."""
+    if headers is None:
+        return None
+    return {
+        name: value
+        for name, value in headers.items()
+        if _TOKEN.fullmatch(name)
+        and name.lower() not in _TRANSPORT
+        and not any(c in str(value) for c in "\r\n\x00")
+    }
+
 
 @schema.parametrize()
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_conforms_to_the_document(case: Any) -> None:
+    case.headers = _http_headers(case.headers)
     response = case.call(headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
     # What the document promises about answers. Not checked: that every request the
     # document allows is accepted (the server's rules are stricter than a JSON schema says,
