@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from agentyard.core import ids
 from agentyard.core.clock import utcnow
-from agentyard.core.models import Chat, Message, Run
+from agentyard.core.models import Chat, Run
 from agentyard.core.status import RunStatus
 from agentyard.store.store import Store
+from records import make_run
 
 _T0 = utcnow() - timedelta(hours=1)
 
@@ -19,25 +19,7 @@ _T0 = utcnow() - timedelta(hours=1)
 async def queue_run(store: Store, user: str, at: int, chat: Chat | None = None) -> Run:
     """A queued run of ``user`` created ``at`` seconds after a fixed instant (in a new chat,
     or as a follow-up in ``chat``)."""
-    created = _T0 + timedelta(seconds=at)
-    new_chat = chat is None
-    if chat is None:
-        chat = Chat(chat_id=ids.new_chat_id(), user_id=user, created_at=created)
-    run = Run(
-        run_id=ids.new_run_id(),
-        chat_id=chat.chat_id,
-        user_id=user,
-        agent="command",
-        model="true",
-        prompt="x",
-        status=RunStatus.QUEUED,
-        user_message_id=ids.new_message_id(),
-        assistant_message_id=ids.new_message_id(),
-        created_at=created,
-    )
-    msg = Message(run.user_message_id, chat.chat_id, run.run_id, "user", [], created)
-    await store.create_run(run, msg, new_chat=chat if new_chat else None)
-    return run
+    return await make_run(store, user, _T0 + timedelta(seconds=at), chat)
 
 
 async def claimed(store: Store, cap: int | None = None) -> str | None:

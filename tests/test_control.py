@@ -19,10 +19,10 @@ import pytest
 from agentyard.core import idempotency
 from agentyard.core.clock import utcnow
 from agentyard.core.models import Message, Run
-from agentyard.core.status import RunStatus
 from agentyard.store.store import Store
 from agentyard.testing.harness import ServerProcess, running_server, wait_status
 from agentyard.testing.scripted_model import ScriptedModelServer
+from records import queued_run
 
 COMMANDS = {
     "echo": {"argv": ["sh", "-c", 'echo "said: $AGENTYARD_PROMPT"']},
@@ -191,23 +191,7 @@ def test_a_bad_key_is_a_400(client: httpx.Client, key: bytes) -> None:
 
 
 def _run(user: str = "alice") -> tuple[Run, Message]:
-    from agentyard.core import ids
-
-    now = utcnow()
-    run = Run(
-        run_id=ids.new_run_id(),
-        chat_id="chat_x",
-        user_id=user,
-        agent="command",
-        model="echo",
-        prompt="p",
-        status=RunStatus.QUEUED,
-        user_message_id=ids.new_message_id(),
-        assistant_message_id=ids.new_message_id(),
-        created_at=now,
-    )
-    message = Message(run.user_message_id, "chat_x", run.run_id, "user", [], now)
-    return run, message
+    return queued_run("chat_x", user, agent="command", model="echo", prompt="p")
 
 
 def _receipt(run: Run, key: str = "k") -> dict[str, Any]:

@@ -7,32 +7,10 @@ import asyncio
 import pytest
 
 from agentyard.core import events as ev
-from agentyard.core import ids
-from agentyard.core.clock import utcnow
-from agentyard.core.models import Chat, Message, Run
 from agentyard.core.status import RunStatus
 from agentyard.events.log import EventLog
 from agentyard.store.store import Store
-
-
-async def make_run(store: Store, user: str = "alice") -> Run:
-    now = utcnow()
-    chat = Chat(chat_id=ids.new_chat_id(), user_id=user, created_at=now)
-    run = Run(
-        run_id=ids.new_run_id(),
-        chat_id=chat.chat_id,
-        user_id=user,
-        agent="claude",
-        model=None,
-        prompt="hello",
-        status=RunStatus.QUEUED,
-        user_message_id=ids.new_message_id(),
-        assistant_message_id=ids.new_message_id(),
-        created_at=now,
-    )
-    msg = Message(run.user_message_id, chat.chat_id, run.run_id, "user", [], now)
-    await store.create_run(run, msg, new_chat=chat)
-    return run
+from records import make_run, queued_run
 
 
 async def test_claim_takes_the_oldest_queued_run_once(store: Store) -> None:
@@ -218,22 +196,8 @@ def test_the_migrations_build_exactly_the_declared_schema(database_url: str) -> 
 async def test_a_chats_runs_never_execute_at_once(store: Store) -> None:
     """A queued run waits while another run of its chat is running (they share a workspace)."""
     first = await make_run(store)
-    now = utcnow()
-    follow = Run(
-        run_id=ids.new_run_id(),
-        chat_id=first.chat_id,
-        user_id=first.user_id,
-        agent="claude",
-        model=None,
-        prompt="again",
-        status=RunStatus.QUEUED,
-        user_message_id=ids.new_message_id(),
-        assistant_message_id=ids.new_message_id(),
-        created_at=now,
-    )
-    await store.create_run(
-        follow, Message(follow.user_message_id, first.chat_id, follow.run_id, "user", [], now)
-    )
+    follow, message = queued_run(first.chat_id, first.user_id, prompt="again")
+    await store.create_run(follow, message)
     claimed = await store.claim_next("w1")
     assert claimed is not None and claimed.run_id == first.run_id
     assert await store.claim_next("w2") is None
