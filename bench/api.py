@@ -60,6 +60,7 @@ import psutil
 
 from agentyard.testing.harness import ServerProcess, free_port, server_env, wait_status
 from figures import machine, percentile
+from lean import Connection
 
 LINES_PER_SECOND = 50
 GOAL_RSS_MB = 120
@@ -187,7 +188,7 @@ _LINE = re.compile(rb"L(\d+) (\d+\.\d+)")
 
 
 class Subscriber:
-    """One SSE client on a raw socket: de-chunks the body and notes each line's latency."""
+    """One SSE client on a lean connection: notes each line's latency as its chunk arrives."""
 
     def __init__(self) -> None:
         self.seen: dict[int, int] = {}
@@ -196,26 +197,14 @@ class Subscriber:
         self.finished = False
 
     async def run(self, host: str, port: int, path: str, key: str) -> None:
-        reader, writer = await asyncio.open_connection(host, port)
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Authorization: Bearer {key}\r\nAccept: text/event-stream\r\n\r\n"
-        )
-        writer.write(request.encode())
-        head = await reader.readuntil(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"stream refused: {head!r}")
+        connection = Connection(host, port, key)
+        await connection.open_stream(path)
         self.connected.set()
         pending = b""
         try:
-            while True:
-                size_line = await reader.readuntil(b"\r\n")
-                size = int(size_line.strip(), 16)
-                if size == 0:
-                    break
-                chunk = await reader.readexactly(size + 2)
+            async for chunk in connection.chunks():
                 now = time.time()
-                pending += chunk[:-2]
+                pending += chunk
                 *frames, pending = pending.split(b"\n\n")
                 for item in frames:
                     for number, stamp in _LINE.findall(item):
@@ -225,7 +214,7 @@ class Subscriber:
                     if b'"type":"finish"' in item:
                         self.finished = True
         finally:
-            writer.close()
+            connection.close()
 
 
 async def fan_out(server: ServerProcess, key: str, subscribers: int, seconds: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 
@@ -32,16 +33,19 @@ class Connection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: Any = None) -> Response:
-        if self._writer is None:
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        assert self._reader is not None
+        return self._reader, self._writer
+
+    async def request(self, method: str, path: str, body: Any = None) -> Response:
+        reader, writer = await self._open()
         data = b"" if body is None else json.dumps(body).encode()
         head = f"{method} {path} HTTP/1.1\r\n{self.headers}"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-        self._writer.write(head.encode() + b"\r\n" + data)
-        lines = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        writer.write(head.encode() + b"\r\n" + data)
+        lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
         length, close = 0, False
         for line in lines[1:]:
@@ -53,32 +57,41 @@ class Connection:
                 raise RuntimeError("a chunked response: not for this client")
             elif name == "connection" and value.strip().lower() == "close":
                 close = True
-        payload = await self._reader.readexactly(length)
+        payload = await reader.readexactly(length)
         if close:
             self.close()
         return Response(status, payload)
 
-    async def stream_until(self, path: str, needle: bytes) -> bytes:
-        """GET a stream (chunked) and read it until ``needle`` has arrived; the connection
-        is closed then (the stream would go on)."""
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        assert self._reader is not None
-        self._writer.write(f"GET {path} HTTP/1.1\r\n{self.headers}\r\n".encode())
-        head = await self._reader.readuntil(b"\r\n\r\n")
+    async def open_stream(self, path: str) -> None:
+        """GET a stream: returns once its 200 answer has begun (RuntimeError otherwise);
+        :meth:`chunks` then reads its body."""
+        reader, writer = await self._open()
+        accept = "Accept: text/event-stream\r\n"
+        writer.write(f"GET {path} HTTP/1.1\r\n{self.headers}{accept}\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             self.close()
             raise RuntimeError(f"stream refused: {head[:200]!r}")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The open stream's body, a chunk at a time as it arrives, until its last."""
+        reader, _ = await self._open()
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            yield (await reader.readexactly(size + 2))[:-2]
+
+    async def stream_until(self, path: str, needle: bytes) -> bytes:
+        """GET a stream and read it until ``needle`` has arrived; the connection is closed
+        then (the stream would go on)."""
+        await self.open_stream(path)
         seen = b""
         try:
-            while needle not in seen:
-                size = int((await self._reader.readuntil(b"\r\n")).strip(), 16)
-                if size == 0:
-                    raise RuntimeError(f"the stream ended before {needle!r}")
-                seen += (await self._reader.readexactly(size + 2))[:-2]
+            async for chunk in self.chunks():
+                seen += chunk
+                if needle in seen:
+                    return seen
+            raise RuntimeError(f"the stream ended before {needle!r}")
         finally:
             self.close()
-        return seen
 
     def close(self) -> None:
         if self._writer is not None:

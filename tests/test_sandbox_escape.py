@@ -200,7 +200,7 @@ def test_etc_holds_only_what_others_may_read(client: httpx.Client) -> None:
     script = (
         "cat /etc/shadow && echo LEAK-shadow; ls /etc/ssl/private && echo LEAK-private; "
         "ls /etc/sudoers.d && echo LEAK-sudoers; test -s /etc/ld.so.cache && echo HAS-ldcache; "
-        "ls /etc/ssl/certs | head -1 >/dev/null && test -e /etc/ssl/certs && echo HAS-certs; "
+        "test -d /etc/ssl/certs && echo HAS-certs; "
         "cut -d: -f1 /etc/passwd | tr '\\n' ' '; echo"
     )
     text = output(run_script(client, script))
