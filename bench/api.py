@@ -2,10 +2,11 @@
 
 Prints, with the machine's core count and load average:
 1. GET /api/v1/tasks/{id}/status req/s (a database API key, as a user's would be), of a run
-   still executing and of a finished one (whose body the server remembers), each divided by
-   the req/s of a bare Starlette JSON endpoint on the same uvicorn settings (one worker, the
-   same loop and HTTP implementation), all loaded by ``wrk -t2 -c32 -d10s`` when wrk is
-   installed, else by an async httpx client with 32 connections (a note says so);
+   still executing (quiet, and printing 50 lines/s: each line is a commit, after which the
+   run's row is read again) and of a finished one (whose body the server remembers), each
+   divided by the req/s of a bare Starlette JSON endpoint on the same uvicorn settings (one
+   worker, the same loop and HTTP implementation), all loaded by ``wrk -t2 -c32 -d10s`` when
+   wrk is installed, else by an async httpx client with 32 connections (a note says so);
 2. one command run printing 50 timestamped lines/s for ~10 s, watched by 50 and then 500 SSE
    subscribers: delivery latency p50/p99 (receive time minus the line's own timestamp; the
    agent runs in the sandbox on the same machine's clock) and lines lost or duplicated (every
@@ -150,7 +151,7 @@ def load(url: str, key: str, seconds: int) -> float:
 
 
 def status_row(server: ServerProcess, key: str, runs: dict[str, str], seconds: int) -> None:
-    """``runs``: what each run is (``running``, ``finished``) -> its id."""
+    """``runs``: what each run is (``a running run``, ...) -> its id."""
     port = free_port()
     bare = subprocess.Popen(
         [sys.executable, __file__, "--serve-bare", str(port)], start_new_session=True
@@ -179,7 +180,7 @@ def status_row(server: ServerProcess, key: str, runs: dict[str, str], seconds: i
     print(f"GET /tasks/{{id}}/status vs bare Starlette ({how}, {seconds} s each, {machine()}):")
     print(f"  bare Starlette {theirs:,.0f} req/s")
     for what, rate in ours.items():
-        print(f"  status of a {what} run {rate:,.0f} req/s, ratio {rate / theirs:.2f}")
+        print(f"  status of {what} {rate:,.0f} req/s, ratio {rate / theirs:.2f}")
 
 
 # -- 2. SSE fan-out ------------------------------------------------------------------------
@@ -293,7 +294,11 @@ def main() -> None:
         serve_bare(args.serve_bare)
         return
     counts = [int(n) for n in args.subscribers.split(",") if n.strip()]
-    commands = {"noop": {"argv": ["true"]}, "hold": {"argv": ["sleep", "600"]}}
+    commands = {
+        "noop": {"argv": ["true"]},
+        "hold": {"argv": ["sleep", "600"]},
+        "printer": {"argv": ["python3", "-c", ticker(600 * LINES_PER_SECOND, 0)]},
+    }
     for n in counts:
         script = ticker(args.seconds * LINES_PER_SECOND, 2 + n / 100)
         commands[f"ticker-{n}"] = {"argv": ["python3", "-c", script]}
@@ -323,15 +328,23 @@ def main() -> None:
             print(f"sandbox: {args.sandbox}")
             rss_row(server)
             with server.client(key) as client:
-                hold = client.post(
-                    "/api/v1/tasks", json={"prompt": "x", "agent": "command", "model": "hold"}
-                ).json()["runId"]
-                wait_status(client, hold, {"running"})
+                held = {}
+                for model in ("hold", "printer"):
+                    task = {"prompt": "x", "agent": "command", "model": model}
+                    held[model] = client.post("/api/v1/tasks", json=task).json()["runId"]
+                for run in held.values():
+                    wait_status(client, run, {"running"})
                 try:
-                    status_row(server, key, {"running": hold, "finished": run_id}, args.seconds)
+                    runs = {
+                        "a running run": held["hold"],
+                        f"a running run printing {LINES_PER_SECOND} lines/s": held["printer"],
+                        "a finished run": run_id,
+                    }
+                    status_row(server, key, runs, args.seconds)
                 finally:
-                    client.patch(f"/api/v1/tasks/{hold}", json={"action": "cancel"})
-                    wait_status(client, hold, {"cancelled"})
+                    for run in held.values():
+                        client.patch(f"/api/v1/tasks/{run}", json={"action": "cancel"})
+                        wait_status(client, run, {"cancelled"})
             for n in counts:
                 asyncio.run(fan_out(server, key, n, args.seconds))
         finally:

@@ -1,15 +1,20 @@
 """GET /tasks/{id}/status as clients poll it: answered before the framework, a finished
-run's body remembered, and nothing of that visible but the speed."""
+run's body remembered, a running run's row remembered until the database changes, and
+nothing of that visible but the speed."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from agentyard.store.store import Store
 from agentyard.testing.harness import ServerProcess, running_server, wait_status
+from records import make_run
 
 COMMANDS = {
     "true": {"argv": ["true"]},
@@ -21,7 +26,9 @@ TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with running_server(
-        tmp_path_factory.mktemp("status"), {"AGENTYARD_COMMANDS": json.dumps(COMMANDS)}
+        tmp_path_factory.mktemp("status"),
+        # Progress moves 1% every 0.3 s: polls a few seconds apart see it move.
+        {"AGENTYARD_COMMANDS": json.dumps(COMMANDS), "AGENTYARD_EXPECTED_RUN_SECONDS": "30"},
     ) as proc:
         yield proc
 
@@ -78,3 +85,44 @@ def test_a_running_runs_status_follows_it_to_the_end(server: ServerProcess) -> N
         wait_status(client, run_id, TERMINAL)
         ended = client.get(f"/api/v1/tasks/{run_id}/status").json()
     assert ended["status"] == "cancelled" and ended["completedAt"] is not None
+
+
+def test_a_running_runs_status_shows_another_processs_change_at_once(
+    server: ServerProcess,
+) -> None:
+    """A running run's remembered row gives way to a commit made elsewhere (another process
+    on the same database file) on the very next poll; meanwhile its progress moves."""
+    with server.client() as client:
+        run_id = run(client, "sleep")
+        wait_status(client, run_id, {"running"})
+        url = f"/api/v1/tasks/{run_id}/status"
+        deadline = time.monotonic() + 10
+        while (first := client.get(url).json())["statusDetail"] != "agent working":
+            assert time.monotonic() < deadline, first
+            time.sleep(0.05)
+        time.sleep(0.7)
+        later = client.get(url).json()
+        assert later["progress"] > first["progress"], (first, later)
+        assert later["statusDetail"] == "agent working"
+        with sqlite3.connect(server.data_dir / "agentyard.db") as db:
+            db.execute(
+                "UPDATE runs SET status_detail = 'written elsewhere' WHERE run_id = ?", (run_id,)
+            )
+        assert client.get(url).json()["statusDetail"] == "written elsewhere"
+        client.patch(f"/api/v1/tasks/{run_id}", json={"action": "cancel"})
+        wait_status(client, run_id, TERMINAL)
+
+
+async def test_the_change_mark_moves_with_every_commit(store: Store) -> None:
+    """``Store.change_mark``: on SQLite, equal until something is committed (here by the
+    store's own pooled connections, which are not the reader's); on PostgreSQL, None."""
+    mark = store.change_mark()
+    if store.engine.dialect.name != "sqlite":
+        assert mark is None
+        return
+    assert mark is not None and store.change_mark() == mark
+    run = await make_run(store)
+    moved = store.change_mark()
+    assert moved != mark and store.change_mark() == moved
+    await store.update_run(run.run_id, status_detail="working")
+    assert store.change_mark() != moved

@@ -11,6 +11,7 @@ refused by its headers or its Content-Length alone is not in it.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,6 +39,9 @@ class AccessLog:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._counters: dict[tuple[str, int], Any] = {}
+        """The request counter's child of each (method, status) seen: ``labels()`` takes
+        a lock and builds its key on every call."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +64,11 @@ class AccessLog:
             path = str(scope.get("path", ""))
             # A client chooses the method: any other is one label value, not a new series.
             known = method if method in _METHODS else "other"
-            self.metrics.http_requests.labels(method=known, status=str(status)).inc()
+            counter = self._counters.get((known, status))
+            if counter is None:
+                counter = self.metrics.http_requests.labels(method=known, status=str(status))
+                self._counters[(known, status)] = counter
+            counter.inc()
             client = scope.get("client")
             line = log.debug if path in _PROBES and status < 500 else log.info
             line(

@@ -27,6 +27,8 @@ class SqliteReader:
         )
         self._compiled: dict[int, _Compiled] = {}
         self._connection: Any = None
+        self._opened = 0
+        """Counts the connections opened: a version is one connection's own."""
 
         @sa.event.listens_for(self.engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -39,10 +41,21 @@ class SqliteReader:
         compiled = self._compiled.get(id(statement))
         if compiled is None:
             compiled = self._compiled[id(statement)] = _Compiled(statement, self.engine.dialect)
+        row = self._open().execute(compiled.sql, compiled.parameters(params)).fetchone()
+        return None if row is None else compiled.mapping(row)
+
+    def version(self) -> tuple[int, int]:
+        """A mark that changes whenever any other connection (in this process or another)
+        has committed a change since the last call: SQLite's ``data_version``, on this
+        reader's own connection (which never writes). sqlite3.OperationalError if busy."""
+        row = self._open().execute("PRAGMA data_version").fetchone()
+        return self._opened, int(row[0])
+
+    def _open(self) -> Any:
         if self._connection is None:
             self._connection = self.engine.raw_connection().driver_connection
-        row = self._connection.execute(compiled.sql, compiled.parameters(params)).fetchone()
-        return None if row is None else compiled.mapping(row)
+            self._opened += 1
+        return self._connection
 
     def close(self) -> None:
         self._connection = None

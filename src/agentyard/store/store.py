@@ -353,6 +353,17 @@ class Store:
         row = await self._first(_RUN_BY_ID, {"run_id": run_id})
         return None if row is None else run_of(row)
 
+    def change_mark(self) -> object | None:
+        """A mark equal to an earlier one only if nothing was committed to the database in
+        between, by any process: what was read after the earlier one is still current. None
+        where the database offers no such mark (PostgreSQL), or cannot say now."""
+        if self._reader is None:
+            return None
+        try:
+            return self._reader.version()
+        except sqlite3.OperationalError:
+            return None
+
     async def get_run_state(self, run_id: str) -> RunState | None:
         """The run's status and whose it is, without the rest of its row."""
         row = await self._first(_RUN_STATE, {"run_id": run_id})
