@@ -180,6 +180,10 @@ class Settings(BaseSettings):
     sandbox_bridge: Literal["auto", "native", "python"] = "auto"
     """A sandbox's first process, its model bridge: ``native`` (built with the system's C
     compiler), ``python``, or ``auto``: native where it builds and runs."""
+    sandbox_favour_cgroup_moves: bool = True
+    """As root with per-run cgroups: have the kernel favour moving processes between cgroups
+    (``favordynmods``) while the server runs, so that a run's start does not wait for an RCU
+    grace period (see ``agentyard.sandbox.cgroups.FavouredMoves``)."""
 
     log_level: str = "info"
     log_format: str = "console"

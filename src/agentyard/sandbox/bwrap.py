@@ -42,7 +42,7 @@ from agentyard.sandbox.base import (
     SandboxRequest,
     SandboxUnavailable,
 )
-from agentyard.sandbox.cgroups import Cgroups
+from agentyard.sandbox.cgroups import Cgroups, FavouredMoves, release_moves_mount
 from agentyard.sandbox.etc import UID, make_etc
 from agentyard.sandbox.native import build_bridge
 from agentyard.sandbox.proxy import EgressPolicy, ModelProxy, Upstream
@@ -55,6 +55,8 @@ BRIDGE_PORT = 18080
 """The model bridge's port inside every sandbox (each has its own network namespace)."""
 _INSIDE = "/run/agentyard"
 _RUNTIME_PREFIX = "agentyard-sandbox-"
+_MOVES_DIR = "cgroup-moves"
+"""In the runtime directory: the mount point of ``FavouredMoves``."""
 
 _TOP = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
@@ -140,6 +142,7 @@ class BwrapSandbox:
         extra_env: Mapping[str, str] | None = None,
         bwrap: str | None = None,
         bridge: Literal["auto", "native", "python"] = "auto",
+        favour_moves: bool = True,
     ) -> None:
         found = bwrap or find_bwrap()
         if found is None:
@@ -166,6 +169,8 @@ class BwrapSandbox:
         ``python`` (``bridge.py``), or ``auto``: the native one where it builds and runs."""
         self._native = False
         self._head: list[str] | None = None
+        self.favour_moves = favour_moves
+        self._moves = FavouredMoves(self.runtime_dir / _MOVES_DIR)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -189,6 +194,9 @@ class BwrapSandbox:
         self._runs.mkdir(mode=0o700)
         shutil.copyfile(bridge.__file__, self.runtime_dir / "bridge.py")
         await asyncio.to_thread(make_etc, self.runtime_dir / "etc")
+        if self.favour_moves and self.cgroups.hierarchies:
+            outcome = self._moves.enable()
+            log.info("cgroup moves", favoured=outcome in ("favoured", "already"), how=outcome)
         await self.proxy.start()
         try:
             await self._probe(self.bwrap_argv(None, "/bin/true", bridge=False))
@@ -219,6 +227,7 @@ class BwrapSandbox:
 
     async def stop(self) -> None:
         await self.proxy.stop()
+        self._moves.disable()
         await asyncio.to_thread(shutil.rmtree, self.runtime_dir, True)
 
     async def _probe(self, argv: list[str]) -> None:
@@ -365,6 +374,7 @@ def _remove_stale_runtime_dirs(parent: Path) -> None:
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
+            release_moves_mount(path / _MOVES_DIR)
             shutil.rmtree(path, ignore_errors=True)
         except PermissionError:
             pass  # alive, someone else's

@@ -36,6 +36,7 @@ def build_sandbox(settings: Settings) -> Sandbox:
         egress=egress,
         readonly_paths=settings.sandbox_readonly_paths,
         bridge=settings.sandbox_bridge,
+        favour_moves=settings.sandbox_favour_cgroup_moves,
         extra_env={
             "GIT_AUTHOR_NAME": settings.git_author_name,
             "GIT_AUTHOR_EMAIL": settings.git_author_email,
