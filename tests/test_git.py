@@ -18,7 +18,8 @@ import pytest
 
 from agentyard.core.repo_rules import branch_name
 from agentyard.testing.git_http import GitHttpServer
-from agentyard.workspace.git import DiffStats, FileStat, Git, GitError
+from agentyard.workspace.git import DiffStats, FileStat, Git, GitError, Saved
+from agentyard.workspace.gitdir import committed_head
 
 TOKEN = "ghp_gitTestToken_5up3rS3cr3t_0123456789"
 RUN_ID = "3f2b8c1d-9e4a-4b7c-8d6e-0a1b2c3d4e5f"
@@ -464,6 +465,71 @@ async def test_new_workspaces_are_independent_copies(git: Git, tmp_path: Path) -
     assert "fsmonitor" not in (first / ".git" / "config").read_text()
     sh(second, "fsck", "--strict")
     assert sorted(p.name for p in tmp_path.glob("pwned*")) == []
+
+
+async def test_a_save_says_what_it_did(git: Git, tmp_path: Path, argv_log: Path) -> None:
+    """save: the head after and before, whether it committed (in three git processes for
+    a changed tree); its own single commit on base is all base..head holds, and the stats
+    it knows equal those git lists, also when the agent committed itself first (then git
+    lists both commits)."""
+    dest = tmp_path / "ws"
+    base = await git.init_workspace(dest)
+    assert await git.save(dest, "Nothing") == Saved(base, False, base)
+    (dest / "a.txt").write_text("a\n")
+    calls = len(argv_log.read_text().splitlines())
+    saved = await git.save(dest, "Add a")
+    assert len(argv_log.read_text().splitlines()) - calls == 3
+    assert saved.committed and saved.before == base and saved.head == sh(dest, "rev-parse", "HEAD")
+    assert saved.only_commit_on(base) and not saved.only_commit_on(saved.head)
+    known = await git.diff_stats(dest, base, saved.head, [saved.head])
+    assert known == await git.diff_stats(dest, base, saved.head)
+    # The agent's own commit, then more work: two commits, which git lists.
+    (dest / "b.txt").write_text("b\n")
+    sh(dest, "add", "b.txt")
+    sh(dest, "-c", "user.name=a", "-c", "user.email=a@x", "commit", "-qm", "Agent's own")
+    agents = sh(dest, "rev-parse", "HEAD")
+    (dest / "c.txt").write_text("c\n")
+    second = await git.save(dest, "Add c")
+    assert second.before == agents and not second.only_commit_on(saved.head)
+    stats = await git.diff_stats(dest, saved.head, second.head)
+    assert stats.commits == [agents, second.head]
+    assert [f.path for f in stats.files] == ["b.txt", "c.txt"]
+
+
+async def test_the_head_after_a_commit_is_read_only_from_plain_files(
+    git: Git, tmp_path: Path
+) -> None:
+    """committed_head reads HEAD and its branch's loose ref; a detached HEAD is its own
+    id; a symlink, a symbolic ref to elsewhere, an odd name or a missing loose ref gives
+    None (the caller asks git)."""
+    dest = tmp_path / "ws"
+    await git.init_workspace(dest)
+    (dest / "a.txt").write_text("a\n")
+    head = await git.commit_all(dest, "Add a")
+    gitdir = dest / ".git"
+    assert committed_head(gitdir) == head
+    outside = tmp_path / "outside"
+    outside.write_text("f" * 40 + "\n")
+    for text in (
+        "ref: refs/heads/../../../outside\n",
+        "ref: refs/heads/.hidden\n",
+        "ref: refs/remotes/origin/main\n",
+        "ref: refs/heads/nowhere\n",
+        "junk\n",
+    ):
+        (gitdir / "HEAD").write_text(text)
+        assert committed_head(gitdir) is None, text
+    (gitdir / "HEAD").write_text(f"{head}\n")
+    assert committed_head(gitdir) == head
+    (gitdir / "HEAD").unlink()
+    (gitdir / "HEAD").symlink_to(outside)
+    assert committed_head(gitdir) is None
+    (gitdir / "HEAD").unlink()
+    (gitdir / "HEAD").write_text("ref: refs/heads/main\n")
+    ref = gitdir / "refs" / "heads" / "main"
+    ref.unlink()
+    ref.symlink_to(outside)
+    assert committed_head(gitdir) is None
 
 
 async def test_diff_stats_and_unified_diff(git: Git, tmp_path: Path) -> None:

@@ -336,8 +336,10 @@ class Runner:
         """Commit the agent's changes (and push them, for a repository); the run's diff
         statistics, commits and pull request, and why the push failed if it did."""
         title = (run.prompt.strip().splitlines() or ["Agent run"])[0][:72]
-        head = await self.workspaces.commit(prepared.path, f"{title}\n\nAgentyard run {run.run_id}")
-        stats = await self.workspaces.stats(prepared.path, prepared.base_sha, head)
+        saved = await self.workspaces.commit(
+            prepared.path, f"{title}\n\nAgentyard run {run.run_id}"
+        )
+        stats = await self.workspaces.stats(prepared.path, prepared.base_sha, saved)
         if chat.repo_url and stats["commits"]:
             try:
                 await self.workspaces.publish(chat, prepared.path, token)

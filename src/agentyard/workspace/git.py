@@ -53,12 +53,22 @@ from agentyard.workspace.gitdir import (
     ORIGIN_CONFIG,
     SAFE_CONFIG,
     checked_git_dir,
+    committed_head,
     config_text,
     drop_git_files,
     object_store,
 )
 
-__all__ = ["HOST_ENV", "TOKEN_ENV", "DiffStats", "FileStat", "Git", "GitError", "mirror_name"]
+__all__ = [
+    "HOST_ENV",
+    "TOKEN_ENV",
+    "DiffStats",
+    "FileStat",
+    "Git",
+    "GitError",
+    "Saved",
+    "mirror_name",
+]
 
 # A full object id (sha1 or sha256): a revision that needs no refs to resolve.
 _WORK_TREE_CHANGED = frozenset(f"1 .{y}" for y in "MTDAU")
@@ -115,6 +125,23 @@ class DiffStats:
                 for f in self.files
             ],
         }
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What :meth:`Git.save` did."""
+
+    head: str
+    """The commit checked out afterwards."""
+    committed: bool
+    """Whether the save made that commit (else the work tree was clean)."""
+    before: str | None
+    """The commit checked out before (None where git named none: a branch yet unborn)."""
+
+    def only_commit_on(self, base: str) -> bool:
+        """Whether ``base..head`` is exactly the commit the save made: made on ``base``,
+        which the agent did not move from."""
+        return self.committed and self.before == base
 
 
 class Git(GitProcess):
@@ -317,14 +344,15 @@ class Git(GitProcess):
     async def commit_all(self, dest: Path, message: str) -> str | None:
         """Stage everything (additions, changes, deletions) and commit it as the configured
         author; the new commit's sha, or None when there was nothing to commit."""
-        head, committed = await self.save(dest, message)
-        return head if committed else None
+        saved = await self.save(dest, message)
+        return saved.head if saved.committed else None
 
-    async def save(self, dest: Path, message: str) -> tuple[str, bool]:
+    async def save(self, dest: Path, message: str) -> Saved:
         """Commit everything in the work tree (as :meth:`commit_all`): the commit checked out
-        afterwards, and whether a commit was made. A clean tree costs one git process, whose
-        status also names the head (the agent may have committed itself)."""
-        await self._trust_workspace(dest)
+        afterwards, whether a commit was made, and the one checked out before. A clean tree
+        costs one git process, whose status also names the head (the agent may have
+        committed itself); a changed one three (status, add, commit)."""
+        gitdir = await self._trust_workspace(dest)
         status = await self._run(
             ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"], cwd=dest
         )
@@ -344,19 +372,24 @@ class Git(GitProcess):
                 elif record.startswith("? ") or record[:4] in _WORK_TREE_CHANGED:
                     staged_only = False
                     break
-        if not changed and head is not None and _FULL_OID.fullmatch(head):
-            return head, False
+        before = head if head is not None and _FULL_OID.fullmatch(head) else None
+        if not changed and before is not None:
+            return Saved(before, False, before)
         await self._run(["add", "--all"], cwd=dest)
         # Only staged changes (the agent's own git add): the work tree may be HEAD's again.
         if staged_only and await self._probe(["diff", "--cached", "--quiet"], dest):
-            return await self._rev_parse(dest, "HEAD"), False  # the index equals HEAD
+            head = await self._rev_parse(dest, "HEAD")  # the index equals HEAD
+            return Saved(head, False, head)
         # No automatic maintenance either: a commit would start another git process for it.
         await self._run(
             ["-c", "commit.gpgSign=false", "-c", "maintenance.auto=false", "-c", "gc.auto=0",
              "commit", "--quiet", "--no-verify", "-m", message],
             cwd=dest,
         )  # fmt: skip
-        return await self._rev_parse(dest, "HEAD"), True
+        after = await asyncio.to_thread(committed_head, gitdir)
+        if after is None:
+            after = await self._rev_parse(dest, "HEAD")
+        return Saved(after, True, before)
 
     async def push(self, url: str, token: str | None, dest: Path, branch: str) -> None:
         """Push ``branch`` of ``dest`` to the same branch at ``url`` (never forced).
@@ -378,8 +411,11 @@ class Git(GitProcess):
 
     # -- diffs -----------------------------------------------------------------------
 
-    async def diff_stats(self, dest: Path, base: str, head: str = "HEAD") -> DiffStats:
-        """Files changed (lines added/removed each), and the commits, of ``base..head``.
+    async def diff_stats(
+        self, dest: Path, base: str, head: str = "HEAD", commits: list[str] | None = None
+    ) -> DiffStats:
+        """Files changed (lines added/removed each), and the commits, of ``base..head``
+        (``commits`` when the caller knows them: git lists them otherwise).
 
         With full commit ids this reads only the workspace's objects and changes nothing
         there (safe while an agent works in it); another revision (``HEAD``, a branch) is
@@ -388,11 +424,13 @@ class Git(GitProcess):
         base_sha = await self._commit_id(dest, base)
         head_sha = await self._commit_id(dest, head)
         cwd, env = await object_store(dest, base_sha, self.state_dir)
-        # Both ends peeled to commits: GitError unless each is one (in the workspace).
-        commits = await self._run(
-            ["rev-list", "--reverse", f"{base_sha}^{{commit}}..{head_sha}^{{commit}}", "--"],
-            cwd=cwd, env=env,
-        )  # fmt: skip
+        if commits is None:
+            # Both ends peeled to commits: GitError unless each is one (in the workspace).
+            listed = await self._run(
+                ["rev-list", "--reverse", f"{base_sha}^{{commit}}..{head_sha}^{{commit}}", "--"],
+                cwd=cwd, env=env,
+            )  # fmt: skip
+            commits = listed.split()
         numstat = await self._run(
             ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
              base_sha, head_sha, "--"],
@@ -407,7 +445,7 @@ class Git(GitProcess):
             files.append(
                 FileStat(path, 0 if binary else int(added), 0 if binary else int(removed), binary)
             )
-        return DiffStats(base_sha=base_sha, head_sha=head_sha, commits=commits.split(), files=files)
+        return DiffStats(base_sha=base_sha, head_sha=head_sha, commits=commits, files=files)
 
     async def unified_diff(self, dest: Path, base: str, head: str = "HEAD") -> str:
         """The unified diff of ``base..head`` (like :meth:`diff_stats`: with full commit ids
@@ -449,7 +487,7 @@ class Git(GitProcess):
         await self._trust_workspace(dest)
         return await self._rev_parse(dest, rev)
 
-    async def _trust_workspace(self, dest: Path, url: str | None = None) -> None:
+    async def _trust_workspace(self, dest: Path, url: str | None = None) -> Path:
         """Make the workspace's git directory safe for the server's git: a plain directory
         (not a link or a ``gitdir:`` file) with no symlink in it and no ``commondir``
         redirect, no alternates, no ``info/attributes``, and a config holding only harmless
@@ -492,13 +530,14 @@ class Git(GitProcess):
         text = config_text(kept).encode()
         self._remember(text, kept)
         if current == text:
-            return  # already exactly that (a plain file: checked_git_dir saw no symlink)
+            return gitdir  # already exactly that (a plain file: checked_git_dir saw no symlink)
         staging = gitdir / f"config.agentyard-{uuid.uuid4().hex[:8]}"
         try:
             staging.write_bytes(text)
             os.replace(staging, config)
         finally:
             staging.unlink(missing_ok=True)
+        return gitdir
 
     def _remember(self, text: bytes, kept: list[tuple[str, str]]) -> None:
         """Note a config text the server wrote and its entries (a bounded memory: most

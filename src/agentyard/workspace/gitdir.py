@@ -83,6 +83,40 @@ def checked_git_dir(dest: Path, *, objects_only: bool) -> Path:
     return gitdir
 
 
+_OID = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
+_BRANCH_REF = re.compile(rb"ref: (refs/heads/[A-Za-z0-9._/-]{1,200})")
+
+
+def committed_head(gitdir: Path) -> str | None:
+    """The commit HEAD names right after the server's own ``git commit`` in a git directory
+    :func:`checked_git_dir` passed (no symlink in it, the agent's processes gone): read
+    from ``HEAD`` and the branch's loose ref, which a commit always writes. None for
+    anything but exactly that (another ref store, an odd name): ask git then."""
+    try:
+        head = _read_plain(gitdir / "HEAD").strip()
+        if _OID.fullmatch(head):
+            return head.decode()  # detached
+        branch = _BRANCH_REF.fullmatch(head)
+        parts = branch.group(1).split(b"/") if branch is not None else [b""]
+        if any(not part or part.startswith(b".") for part in parts):
+            return None  # a name git refuses: never a path out of refs/heads
+        oid = _read_plain(gitdir.joinpath(*map(os.fsdecode, parts))).strip()
+    except OSError:
+        return None
+    return oid.decode() if _OID.fullmatch(oid) else None
+
+
+def _read_plain(path: Path) -> bytes:
+    """A regular file's first bytes, never through a symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return os.read(fd, 512)
+    finally:
+        os.close(fd)
+
+
 def drop_git_files(gitdir: Path) -> list[Path]:
     """Remove the files that make git read elsewhere; those that are directories (an
     agent's doing, of any size) are returned for the caller to remove off the loop."""

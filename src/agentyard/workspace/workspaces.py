@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from agentyard.core.models import Chat
 from agentyard.core.repo_rules import parse_repo_url
-from agentyard.workspace.git import DiffStats, Git, GitError
+from agentyard.workspace.git import DiffStats, Git, GitError, Saved
 
 T = TypeVar("T")
 
@@ -100,18 +100,21 @@ class Workspaces:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
-    async def commit(self, path: Path, message: str) -> str:
-        """Commit everything the agent changed; the head afterwards (a full commit id)."""
-        head, _ = await self._local(self.git.save(path, message))
-        return head
+    async def commit(self, path: Path, message: str) -> Saved:
+        """Commit everything the agent changed: the head afterwards (a full commit id), and
+        whether the commit is this one's."""
+        return await self._local(self.git.save(path, message))
 
-    async def stats(self, path: Path, base: str, head: str) -> dict[str, Any]:
+    async def stats(self, path: Path, base: str, saved: Saved) -> dict[str, Any]:
         """Files changed with lines added/removed, and the commits, of ``base..head`` (two
         commit ids the server resolved itself)."""
+        head = saved.head
         if head == base:
             # Two ids the server resolved to commits itself: nothing between them to diff.
             return DiffStats(base_sha=base, head_sha=head, commits=[]).to_dict()
-        return (await self._local(self.git.diff_stats(path, base, head))).to_dict()
+        # The save's own commit on base is all there is to list; else git lists them.
+        commits = [head] if saved.only_commit_on(base) else None
+        return (await self._local(self.git.diff_stats(path, base, head, commits))).to_dict()
 
     async def diff(self, path: Path, base: str, head: str) -> str:
         return await self._local(self.git.unified_diff(path, base, head))
