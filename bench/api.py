@@ -39,6 +39,13 @@ before on the same machine (load 1.6-3.4): status 2,778 req/s (a finished run) a
 0.62); 3,618 and 6,789 against 10,545 (0.34, 0.64) in another run. 50 subscribers p99 9.6 ->
 9.5 ms; 500 subscribers p99 85.0 -> 103.6 ms at load 2-3 (27.6 ms in a quiet run), 43 -> 41
 us of server CPU per line; RSS 114 -> 114 MB.
+
+Then (a running run's row remembered until SQLite's data_version moves, its body until its
+progress does), alternating with the commit before on a quicker machine (load 1-1.6):
+a running run 6,131, 5,972 -> 8,332 req/s against bare 14,160-15,027 (0.43, 0.40 -> 0.58);
+printing 50 lines/s 6,180, 5,588 -> 8,443 (0.44, 0.37 -> 0.59); finished 0.67, 0.65 -> 0.72.
+At the end (load 3-4): 0.54 running, 0.52 printing, 0.72 finished; 50 subscribers p99
+9.4 ms, 500 p99 29.1 ms; RSS 116 MB.
 """
 
 from __future__ import annotations

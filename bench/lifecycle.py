@@ -22,6 +22,10 @@ the commit before (12 runs each, load 0.7-11: the CLI itself loads both cores): 
 Then (the sandbox's /etc as one bind, cheaper claims and transactions), after the commit
 before on a loaded machine (load 7-12, the SDK alone 847 -> 1,289 ms: not comparable):
 1.24 (adds 206 ms) -> 1.13 (adds 167 ms); POST -> agent started p50 25.6 -> 29.9 ms.
+
+Then, on a quicker machine (cgroup moves favoured, a save in three git processes): 1.15
+(adds 83 ms; 1.08, 49 ms against the git repository) -> 1.13 (adds 86 ms; 1.07, 49 ms), the
+SDK alone 546 -> 680 ms: the CLI loads both cores (load 10 at the end of each).
 """
 
 from __future__ import annotations

@@ -41,6 +41,13 @@ the GIL allow, a ceiling near 39 tasks/s, while the machine stays a quarter idle
 new chat's workspace stored with the run's next write and SQLite transactions that return
 their connection directly, two runs at load 0.7-2.5: the server adds 24.0, 28.2 ms; drained
 at 31.3, 36.0 tasks/s; burst 334, 389/s; POST p50 9.4, 6.4 ms, p99 21.8, 22.4 ms.
+
+Then, on a quicker machine of the same kind: the same code gave POST -> finish 24.6 ms,
+`true` alone 17.5 ms, 67.3 tasks/s, POST p99 9.6 ms. `true` alone waited 12 ms for an RCU
+grace period to join its cgroups, which the server's back-to-back runs seldom did: with the
+kernel favouring cgroup moves (the sandbox now asks for it), `true` alone took 10.1-10.9 ms,
+so the server adds 16.8-18.2 ms (POST -> finish 27.7-28.3 ms); 63.7-68.9 tasks/s; POST p99
+14.1-15.8 ms (load 1-7).
 """
 
 # ruff: noqa: ASYNC221  (a benchmark: the timed sandbox wrapper is started blocking)
