@@ -63,6 +63,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from agentyard.logging import configure as configure_logging
 from agentyard.sandbox.base import SandboxRequest
 from agentyard.sandbox.bwrap import BwrapSandbox
 from agentyard.testing.harness import API_KEY, ServerProcess, server_env
@@ -171,6 +172,7 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=100)
     parser.add_argument("--sandbox", choices=["bwrap", "none"], default="bwrap")
     args = parser.parse_args()
+    configure_logging("warning")  # the sandbox started here for `true` alone logs as a server's
     print(f"{machine()} (at start); sandbox: {args.sandbox}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
