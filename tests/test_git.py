@@ -496,6 +496,32 @@ async def test_a_save_says_what_it_did(git: Git, tmp_path: Path, argv_log: Path)
     assert [f.path for f in stats.files] == ["b.txt", "c.txt"]
 
 
+async def test_a_save_told_the_tree_changed_skips_the_status(
+    git: Git, tmp_path: Path, argv_log: Path
+) -> None:
+    """``changed=True`` (the agent reported writing a file): two git processes, the same
+    record as without the hint; when the agent undid its writes, nothing is committed and
+    the head is as it was; a commit that fails for another reason is an error."""
+    dest = tmp_path / "ws"
+    base = await git.init_workspace(dest)
+    (dest / "a.txt").write_text("a\n")
+    calls = len(argv_log.read_text().splitlines())
+    saved = await git.save(dest, "Add a", changed=True)
+    assert len(argv_log.read_text().splitlines()) - calls == 2
+    assert saved == Saved(sh(dest, "rev-parse", "HEAD"), True, base)
+    assert sh(dest, "show", "--format=%s", "--name-only", "HEAD").split() == ["Add", "a", "a.txt"]
+    # Written and removed again: nothing to commit.
+    (dest / "b.txt").write_text("b\n")
+    (dest / "b.txt").unlink()
+    assert await git.save(dest, "Nothing", changed=True) == Saved(saved.head, False, saved.head)
+    assert sh(dest, "rev-parse", "HEAD") == saved.head
+    # The branch's ref locked: the add goes through, the commit fails and says so.
+    (dest / "c.txt").write_text("c\n")
+    (dest / ".git" / "refs" / "heads" / "main.lock").write_text("")
+    with pytest.raises(GitError, match="git commit failed"):
+        await git.save(dest, "Locked", changed=True)
+
+
 async def test_the_head_after_a_commit_is_read_only_from_plain_files(
     git: Git, tmp_path: Path
 ) -> None:

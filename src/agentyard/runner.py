@@ -238,9 +238,14 @@ class Runner:
             acp_permission=acp_policy.known(run.options.get(acp_policy.OPTION)),
         )
 
+        touched: list[bool] = []
+        """Non-empty once the agent reported a file it wrote (its save skips the status)."""
+
         async def emit(*events: Event) -> None:
             values: dict[str, Any] = {}
             for item in events:
+                if item.get("type") == ev.FILES and not touched:
+                    touched.append(True)
                 if item.get("type") == ev.SESSION_INIT and item.get("sessionId"):
                     # Kept with the next write, so that even an interrupted run can be continued.
                     values["session_id"] = str(item["sessionId"])
@@ -273,7 +278,9 @@ class Runner:
         # (and pushed) too, so that a follow-up can build on it rather than lose it.
         await writer.emit(status_detail=details.SAVING)
         try:
-            outcome.git, save_error = await self._finalize(run, chat, prepared, token)
+            outcome.git, save_error = await self._finalize(
+                run, chat, prepared, token, changed=bool(touched)
+            )
         except WorkspaceError as exc:
             save_error = str(exc)
         if save_error is not None:
@@ -331,10 +338,12 @@ class Runner:
         )
 
     async def _finalize(
-        self, run: Run, chat: Chat, prepared: Prepared, token: str | None
+        self, run: Run, chat: Chat, prepared: Prepared, token: str | None, *, changed: bool
     ) -> tuple[dict[str, Any], str | None]:
         """Commit the agent's changes (and push them, for a repository); the run's diff
-        statistics, commits and pull request, and why the push failed if it did."""
+        statistics, commits and pull request, and why the push failed if it did.
+        ``changed``: the agent reported writing a file (a hint: the tree may still be
+        clean)."""
         title = (run.prompt.strip().splitlines() or ["Agent run"])[0][:72]
         saved = await self.workspaces.commit(
             prepared.path, f"{title}\n\nAgentyard run {run.run_id}"

@@ -47,6 +47,7 @@ from agentyard.workspace.git_process import (
     TOKEN_ENV,
     GitError,
     GitProcess,
+    _failure,
     _redact_url,
 )
 from agentyard.workspace.gitdir import (
@@ -74,6 +75,10 @@ __all__ = [
 _WORK_TREE_CHANGED = frozenset(f"1 .{y}" for y in "MTDAU")
 """Porcelain v2 records of an entry the work tree changed while its index entry is HEAD's."""
 _FULL_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_NOTHING_TO_COMMIT = re.compile(
+    r"^(nothing to commit|nothing added to commit|no changes added)", re.MULTILINE
+)
+"""What ``git commit`` says (LC_ALL=C) when the index equals HEAD, with exit code 1."""
 
 _LOCK_POLL_SECONDS = 0.05
 
@@ -347,12 +352,16 @@ class Git(GitProcess):
         saved = await self.save(dest, message)
         return saved.head if saved.committed else None
 
-    async def save(self, dest: Path, message: str) -> Saved:
+    async def save(self, dest: Path, message: str, *, changed: bool = False) -> Saved:
         """Commit everything in the work tree (as :meth:`commit_all`): the commit checked out
         afterwards, whether a commit was made, and the one checked out before. A clean tree
         costs one git process, whose status also names the head (the agent may have
-        committed itself); a changed one three (status, add, commit)."""
+        committed itself); a changed one three (status, add, commit). ``changed`` says
+        the tree was probably changed (the agent reported writing a file): no status then,
+        two processes (add, commit), or a third to name the head should nothing be left."""
         gitdir = await self._trust_workspace(dest)
+        if changed:
+            return await self._add_and_commit(dest, gitdir, message)
         status = await self._run(
             ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"], cwd=dest
         )
@@ -380,16 +389,35 @@ class Git(GitProcess):
         if staged_only and await self._probe(["diff", "--cached", "--quiet"], dest):
             head = await self._rev_parse(dest, "HEAD")  # the index equals HEAD
             return Saved(head, False, head)
+        await self._commit(dest, message)
+        return Saved(await self._committed_head(dest, gitdir), True, before)
+
+    async def _add_and_commit(self, dest: Path, gitdir: Path, message: str) -> Saved:
+        """Stage everything and commit; if that leaves nothing to commit (the agent undid
+        its writes), the head is named as it was."""
+        before = await asyncio.to_thread(committed_head, gitdir)  # before anything moves
+        await self._run(["add", "--all"], cwd=dest)
+        if await self._commit(dest, message):
+            return Saved(await self._committed_head(dest, gitdir), True, before)
+        head = before or await self._rev_parse(dest, "HEAD")
+        return Saved(head, False, head)
+
+    async def _commit(self, dest: Path, message: str) -> bool:
+        """Commit the index; False when it equals HEAD (git's "nothing to commit")."""
         # No automatic maintenance either: a commit would start another git process for it.
-        await self._run(
-            ["-c", "commit.gpgSign=false", "-c", "maintenance.auto=false", "-c", "gc.auto=0",
-             "commit", "--quiet", "--no-verify", "-m", message],
-            cwd=dest,
-        )  # fmt: skip
-        after = await asyncio.to_thread(committed_head, gitdir)
-        if after is None:
-            after = await self._rev_parse(dest, "HEAD")
-        return Saved(after, True, before)
+        args = ["-c", "commit.gpgSign=false", "-c", "maintenance.auto=false", "-c", "gc.auto=0",
+                "commit", "--quiet", "--no-verify", "-m", message]  # fmt: skip
+        code, out, err = await self._exec(args, dest, None, None, False)
+        if code == 0:
+            return True
+        if code == 1 and _NOTHING_TO_COMMIT.search(out):
+            return False
+        raise _failure(args, code, err or out)
+
+    async def _committed_head(self, dest: Path, gitdir: Path) -> str:
+        """The head right after the server's own commit: from the files it wrote, else git."""
+        head = await asyncio.to_thread(committed_head, gitdir)
+        return head or await self._rev_parse(dest, "HEAD")
 
     async def push(self, url: str, token: str | None, dest: Path, branch: str) -> None:
         """Push ``branch`` of ``dest`` to the same branch at ``url`` (never forced).

@@ -260,7 +260,11 @@ class _Call:
 
 
 def _subcommand(args: list[str]) -> str:
-    return args[2] if args[0] == "-c" else args[0]
+    """The git command ``args`` run, past any ``-c name=value`` before it."""
+    i = 0
+    while i + 1 < len(args) and args[i] == "-c":
+        i += 2
+    return args[i] if i < len(args) else "git"
 
 
 def _failure(args: list[str], code: int, stderr: str) -> GitError:

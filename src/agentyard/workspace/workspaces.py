@@ -100,10 +100,10 @@ class Workspaces:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
-    async def commit(self, path: Path, message: str) -> Saved:
+    async def commit(self, path: Path, message: str, *, changed: bool = False) -> Saved:
         """Commit everything the agent changed: the head afterwards (a full commit id), and
-        whether the commit is this one's."""
-        return await self._local(self.git.save(path, message))
+        whether the commit is this one's (``changed``: as :meth:`Git.save`)."""
+        return await self._local(self.git.save(path, message, changed=changed))
 
     async def stats(self, path: Path, base: str, saved: Saved) -> dict[str, Any]:
         """Files changed with lines added/removed, and the commits, of ``base..head`` (two
