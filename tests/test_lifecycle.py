@@ -8,7 +8,9 @@ both must produce the same statuses and the same sequence of event kinds.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,10 +121,37 @@ def yard_env(data: Path, model: ScriptedModelServer, **extra: str) -> dict[str, 
 def server(
     tmp_path_factory: pytest.TempPathFactory, model: ScriptedModelServer
 ) -> Iterator[ServerProcess]:
+    """The module's server; its own git calls (never the agents', in their sandboxes) are
+    logged, each as its directory and arguments, to ``git-calls.log`` beside it."""
     data = tmp_path_factory.mktemp("yard")
-    proc = ServerProcess(data, yard_env(data, model)).start()
+    real = shutil.which("git")
+    assert real
+    shim = data.parent / f"{data.name}-bin" / "git"
+    shim.parent.mkdir()
+    shim.write_text(
+        f"#!/bin/sh\nprintf '%s|%s\\n' \"$PWD\" \"$*\" >> '{data.parent / 'git-calls.log'}'\n"
+        f"exec '{real}' \"$@\"\n"
+    )
+    shim.chmod(0o755)
+    env = yard_env(data, model, PATH=f"{shim.parent}:{os.environ['PATH']}")
+    proc = ServerProcess(data, env).start()
     yield proc
     proc.stop()
+
+
+def git_calls(server: ServerProcess, cwd: Path) -> list[str]:
+    """The subcommands of the server's git calls made in ``cwd`` (past any ``-c`` option)."""
+    log = server.data_dir.parent / "git-calls.log"
+    calls = []
+    for line in log.read_text().splitlines():
+        where, _, argv = line.partition("|")
+        if Path(where) != cwd.resolve():
+            continue
+        words = argv.split()
+        while words[:1] == ["-c"]:
+            words = words[2:]
+        calls.append(words[0])
+    return calls
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +247,11 @@ def test_a_task_runs_to_completed_with_the_agents_file_in_the_workspace(
     assert collapsed([e["type"] for e in stored]) == EXPECTED_KINDS
     files = next(e for e in stored if e["type"] == "files")["files"]
     assert [f["path"] for f in files] == ["hello.txt"]
+    # The agent said it wrote a file: the save stages and commits without a status first.
+    assert git_calls(server, workspace(server, body["chatId"])) == ["add", "commit"]
+    assert task["diffStats"]["files"] == [
+        {"path": "hello.txt", "added": 1, "removed": 0, "binary": False}
+    ]
 
 
 @pytest.mark.parametrize("agent", AGENTS)

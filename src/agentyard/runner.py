@@ -345,9 +345,8 @@ class Runner:
         ``changed``: the agent reported writing a file (a hint: the tree may still be
         clean)."""
         title = (run.prompt.strip().splitlines() or ["Agent run"])[0][:72]
-        saved = await self.workspaces.commit(
-            prepared.path, f"{title}\n\nAgentyard run {run.run_id}"
-        )
+        message = f"{title}\n\nAgentyard run {run.run_id}"
+        saved = await self.workspaces.commit(prepared.path, message, changed=changed)
         stats = await self.workspaces.stats(prepared.path, prepared.base_sha, saved)
         if chat.repo_url and stats["commits"]:
             try:
