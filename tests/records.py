@@ -7,7 +7,6 @@ from datetime import datetime
 from agentyard.core import ids
 from agentyard.core.clock import utcnow
 from agentyard.core.models import Chat, Message, Run
-from agentyard.core.status import RunStatus
 from agentyard.store.store import Store
 
 
@@ -21,20 +20,8 @@ def queued_run(
     prompt: str = "hello",
 ) -> tuple[Run, Message]:
     """A queued run of ``user`` in ``chat_id`` and its user message (not stored)."""
-    created = created_at or utcnow()
-    run = Run(
-        run_id=ids.new_run_id(),
-        chat_id=chat_id,
-        user_id=user,
-        agent=agent,
-        model=model,
-        prompt=prompt,
-        status=RunStatus.QUEUED,
-        user_message_id=ids.new_message_id(),
-        assistant_message_id=ids.new_message_id(),
-        created_at=created,
-    )
-    return run, Message(run.user_message_id, chat_id, run.run_id, "user", [], created)
+    run = Run.queued(chat_id, user, agent, model, prompt, created_at or utcnow())
+    return run, run.user_message()
 
 
 async def make_run(

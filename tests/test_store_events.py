@@ -163,7 +163,7 @@ async def test_finish_stores_the_assistant_message(store: Store, event_log: Even
     await event_log.finish(run.run_id, RunStatus.COMPLETED)
     messages = await store.list_messages(run.chat_id)
     assert [(m.role, m.parts) for m in messages] == [
-        ("user", []),
+        ("user", [{"type": "text", "text": run.prompt}]),
         ("assistant", [{"type": "text", "text": "done"}]),
     ]
 

@@ -158,14 +158,15 @@ class Service:
         now = utcnow()
         chat = _new_chat(user_id, task, sealed, now)
         chat.webhook_url, chat.webhook_secret_sealed = hook
-        run = self._new_run(
-            user_id, chat.chat_id, agent, task.model, task.prompt, None, _options(task) | limits
-        )
+        run = Run.queued(
+            chat.chat_id, user_id, agent, task.model, task.prompt, utcnow(),
+            options=_options(task) | limits,
+        )  # fmt: skip
         self._attach_repo(chat, run, task, repo_url, None)
         async with self.receipts.keeping(user_id, receipt, [run]) as record:
             await self.store.create_run(
                 run,
-                self._user_message(run),
+                run.user_message(),
                 new_chat=chat,
                 on_insert=self.queue.in_transaction,
                 receipt=record,
@@ -205,18 +206,13 @@ class Service:
         for index, (agent, choice) in enumerate(zip(agents, choices, strict=True)):
             chat = _new_chat(user_id, task, sealed, now)
             chat.webhook_url, chat.webhook_secret_sealed = hook
-            run = self._new_run(
-                user_id,
-                chat.chat_id,
-                agent,
-                choice.model,
-                task.prompt,
-                None,
-                {**_options(task), **limits, "groupIndex": index},
-            )
+            run = Run.queued(
+                chat.chat_id, user_id, agent, choice.model, task.prompt, utcnow(),
+                options={**_options(task), **limits, "groupIndex": index},
+            )  # fmt: skip
             run.group_id = group_id
             self._attach_repo(chat, run, task, repo_url, f"{agent}-{index + 1}")
-            items.append((run, self._user_message(run), chat))
+            items.append((run, run.user_message(), chat))
         async with self.receipts.keeping(user_id, receipt, [run for run, _, _ in items]) as record:
             await self.store.create_group_runs(
                 group_id, task.prompt, items, on_insert=self.queue.in_transaction, receipt=record
@@ -265,13 +261,14 @@ class Service:
             else:
                 agent = self._resolve(follow_up.agent, follow_up.model)
                 model = follow_up.model
-            run = self._new_run(
-                user_id, previous.chat_id, agent, model, follow_up.prompt, latest.run_id, limits
-            )
+            run = Run.queued(
+                previous.chat_id, user_id, agent, model, follow_up.prompt, utcnow(),
+                previous_run_id=latest.run_id, options=limits,
+            )  # fmt: skip
             async with self.receipts.keeping(user_id, receipt, [run]) as record:
                 inserted = await self.store.continue_chat(
                     run,
-                    self._user_message(run),
+                    run.user_message(),
                     latest.run_id,
                     on_insert=self.queue.in_transaction,
                     chat_values=chat_values,
@@ -456,42 +453,6 @@ class Service:
         if run.user_id != user_id:
             raise Forbidden("Task belongs to a different user")
         return run
-
-    def _new_run(
-        self,
-        user_id: str,
-        chat_id: str,
-        agent: str,
-        model: str | None,
-        prompt: str,
-        previous_run_id: str | None,
-        options: dict[str, Any] | None = None,
-    ) -> Run:
-        return Run(
-            run_id=ids.new_run_id(),
-            chat_id=chat_id,
-            user_id=user_id,
-            agent=agent,
-            model=model,
-            prompt=prompt,
-            status=RunStatus.QUEUED,
-            user_message_id=ids.new_message_id(),
-            assistant_message_id=ids.new_message_id(),
-            created_at=utcnow(),
-            previous_run_id=previous_run_id,
-            options=options or {},
-        )
-
-    @staticmethod
-    def _user_message(run: Run) -> Message:
-        return Message(
-            message_id=run.user_message_id,
-            chat_id=run.chat_id,
-            run_id=run.run_id,
-            role="user",
-            parts=[{"type": "text", "text": run.prompt}],
-            created_at=run.created_at,
-        )
 
 
 _FOLLOW_UP_ATTEMPTS = 10

@@ -8,6 +8,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from agentyard.core import ids
 from agentyard.core.events import Event
 from agentyard.core.status import RunStatus
 
@@ -57,6 +58,46 @@ class Run:
     heartbeat_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
+
+    @classmethod
+    def queued(
+        cls,
+        chat_id: str,
+        user_id: str,
+        agent: str,
+        model: str | None,
+        prompt: str,
+        created_at: datetime,
+        *,
+        previous_run_id: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> Run:
+        """A new run waiting in the queue: ids of its own, and of its two messages."""
+        return cls(
+            run_id=ids.new_run_id(),
+            chat_id=chat_id,
+            user_id=user_id,
+            agent=agent,
+            model=model,
+            prompt=prompt,
+            status=RunStatus.QUEUED,
+            user_message_id=ids.new_message_id(),
+            assistant_message_id=ids.new_message_id(),
+            created_at=created_at,
+            previous_run_id=previous_run_id,
+            options=options or {},
+        )
+
+    def user_message(self) -> Message:
+        """The run's prompt, as the user's message in its chat."""
+        return Message(
+            message_id=self.user_message_id,
+            chat_id=self.chat_id,
+            run_id=self.run_id,
+            role="user",
+            parts=[{"type": "text", "text": self.prompt}],
+            created_at=self.created_at,
+        )
 
 
 @dataclass(frozen=True)
