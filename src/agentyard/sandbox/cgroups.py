@@ -149,6 +149,8 @@ def _prepare(base: Path, files: dict[str, str], *, v2: bool) -> _Hierarchy | Non
 
 _MOVES_MOUNT = b"none,name=agentyard,favordynmods"
 _MNT_DETACH = 2
+_LIBC = ctypes.CDLL(None, use_errno=True)
+"""mount(2) and umount2(2), which Python's os module does not offer."""
 
 
 class FavouredMoves:
@@ -177,9 +179,8 @@ class FavouredMoves:
         if os.geteuid() != 0:
             return "not root"
         self.mount_point.mkdir(mode=0o700, exist_ok=True)
-        libc = ctypes.CDLL(None, use_errno=True)
         target = os.fsencode(self.mount_point)
-        if libc.mount(b"cgroup", target, b"cgroup", ctypes.c_ulong(0), _MOVES_MOUNT) != 0:
+        if _LIBC.mount(b"cgroup", target, b"cgroup", ctypes.c_ulong(0), _MOVES_MOUNT) != 0:
             reason = os.strerror(ctypes.get_errno())
             with contextlib.suppress(OSError):
                 self.mount_point.rmdir()
@@ -196,8 +197,7 @@ class FavouredMoves:
 def release_moves_mount(mount_point: Path) -> None:
     """Unmount a ``FavouredMoves`` hierarchy (also one a killed server left), and remove its
     mount point; nothing if it is not mounted."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    failed = libc.umount2(os.fsencode(mount_point), _MNT_DETACH) != 0
+    failed = _LIBC.umount2(os.fsencode(mount_point), _MNT_DETACH) != 0
     if failed and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT, errno.EPERM):
         log.warning("cgroup hierarchy not unmounted", path=str(mount_point))
     with contextlib.suppress(OSError):
