@@ -45,17 +45,17 @@ class ApiKeys:
         env_id = self._env_key_id()
         if env_id is not None and self._env_key and apikeys.same(secret, self._env_key):
             return KeyHolder(env_id, self._env_user)
-        found = await self.store.key_for_hash(apikeys.hash_key(secret))
+        found = await self.store.api_keys.for_hash(apikeys.hash_key(secret))
         return None if found is None else KeyHolder(*found)
 
     async def user_of(self, key_id: str) -> str | None:
         """The user a key id acts as while the key is live; None once it is revoked."""
         if key_id.startswith(ENV_KEY_PREFIX):
             return self._env_user if key_id == self._env_key_id() else None
-        return await self.store.user_for_key_id(key_id)
+        return await self.store.api_keys.user_for_id(key_id)
 
     async def list(self, user_id: str) -> list[dict[str, Any]]:
-        rows = await self.store.list_api_keys(user_id)
+        rows = await self.store.api_keys.list(user_id)
         return [
             {
                 "keyId": r["key_id"],
@@ -72,11 +72,11 @@ class ApiKeys:
         if not 1 <= len(name) <= 200 or not name.isprintable():
             raise InvalidInput("a key's name must be 1 to 200 printable characters")
         key_id, secret, key_hash = apikeys.generate()
-        await self.store.add_api_key(key_id, user_id, name, key_hash)
+        await self.store.api_keys.add(key_id, user_id, name, key_hash)
         return key_id, secret
 
     async def revoke(self, user_id: str, key_id: str) -> None:
         if key_id.startswith(ENV_KEY_PREFIX):
             raise InvalidInput("this key is set by AGENTYARD_API_KEY: change it there")
-        if not await self.store.revoke_api_key(user_id, key_id):
+        if not await self.store.api_keys.revoke(user_id, key_id):
             raise NotFound(f"no live key {key_id!r} of yours")

@@ -168,7 +168,7 @@ def keys_create(
         store = Store(create_engine(settings.db_url))
         key_id, secret, key_hash = apikeys.generate()
         try:
-            await store.add_api_key(key_id, user, name, key_hash)
+            await store.api_keys.add(key_id, user, name, key_hash)
         finally:
             await store.close()
         return secret

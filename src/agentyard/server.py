@@ -400,10 +400,10 @@ class Agentyard:
 
     async def ensure_admin_key(self) -> None:
         """A first start with no keys creates one, prints it and writes ``admin.key`` (0600)."""
-        if await self.store.count_api_keys() > 0:
+        if await self.store.api_keys.count() > 0:
             return
         key_id, secret, key_hash = apikeys.generate()
-        await self.store.add_api_key(key_id, ADMIN_USER, "admin", key_hash)
+        await self.store.api_keys.add(key_id, ADMIN_USER, "admin", key_hash)
         path = self.settings.resolved_data_dir / "admin.key"
         _write_private(path, secret + "\n")
         # Printed once, on purpose: this is how a new user learns the key.
@@ -413,7 +413,7 @@ class Agentyard:
         env_key = self.settings.api_key
         if env_key is not None and apikeys.same(secret, env_key.get_secret_value()):
             return ADMIN_USER
-        return await self.store.user_for_key_hash(apikeys.hash_key(secret))
+        return await self.store.api_keys.user_for_hash(apikeys.hash_key(secret))
 
 
 def _widen_default_executor(runs: int) -> None:

@@ -16,6 +16,7 @@ from agentyard.core.models import Chat, Message, Run, RunState, StoredEvent
 from agentyard.core.status import ACTIVE, RunStatus, allowed_sources
 from agentyard.store import claims, receipts, sqlite_loop
 from agentyard.store import tables as t
+from agentyard.store.api_keys import ApiKeyStore
 from agentyard.store.keycache import VerifiedKeys
 from agentyard.store.reader import reader_for
 from agentyard.store.rows import chat_of, run_of
@@ -41,12 +42,6 @@ class RunEnded(Exception):
     """The run has ended: nothing more may be appended to its events."""
 
 
-_KEY_BY_HASH = sa.select(t.api_keys.c.key_id, t.api_keys.c.user_id).where(
-    t.api_keys.c.key_hash == sa.bindparam("key_hash"), t.api_keys.c.revoked_at.is_(None)
-)
-_KEY_BY_ID = sa.select(t.api_keys.c.key_id, t.api_keys.c.user_id).where(
-    t.api_keys.c.key_id == sa.bindparam("key_id"), t.api_keys.c.revoked_at.is_(None)
-)
 _RUN_BY_ID = t.runs.select().where(t.runs.c.run_id == sa.bindparam("run_id"))
 """Built once: a statement is cheap to run from SQLAlchemy's cache, not to build. (Hence the
 statements below; the values of an INSERT or UPDATE go as execution parameters, keyed by
@@ -94,8 +89,7 @@ class Store:
         self.engine = engine
         self._reader = reader_for(engine)
         self._on_loop = engine.dialect.driver == sqlite_loop.DRIVER
-        self.keys = keys or VerifiedKeys(0)
-        """Live keys verified recently (off unless given a time to live)."""
+        self.api_keys = ApiKeyStore(self, keys or VerifiedKeys(0))
         self.defer_webhooks: Deferrer | None = None
         """Set by a queue that delivers webhooks through jobs: called in the transaction
         that writes a status change's outbox rows."""
@@ -123,7 +117,7 @@ class Store:
             self._reader.close()
         await self.engine.dispose()
 
-    async def _first(
+    async def first(
         self, statement: sa.Select[Any], params: dict[str, Any]
     ) -> Mapping[str, Any] | None:
         """The first row of a point read (a statement built once), as a mapping of column
@@ -140,87 +134,6 @@ class Store:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
-
-    # -- API keys -----------------------------------------------------------------------------
-
-    async def add_api_key(self, key_id: str, user_id: str, name: str, key_hash: str) -> None:
-        async with self.transaction() as conn:
-            await conn.execute(
-                t.api_keys.insert().values(
-                    key_id=key_id,
-                    user_id=user_id,
-                    name=name,
-                    key_hash=key_hash,
-                    created_at=utcnow(),
-                )
-            )
-
-    async def user_for_key_hash(self, key_hash: str) -> str | None:
-        found = await self.key_for_hash(key_hash)
-        return None if found is None else found[1]
-
-    async def key_for_hash(self, key_hash: str) -> tuple[str, str] | None:
-        """The live key with that hash as (key id, user id), or None."""
-        found = self.keys.by_hash(key_hash)
-        if found is not None:
-            return found
-        return await self._live_key(_KEY_BY_HASH, {"key_hash": key_hash}, key_hash)
-
-    async def user_for_key_id(self, key_id: str) -> str | None:
-        """The user of a key that has not been revoked, or None."""
-        found = self.keys.by_id(key_id)
-        if found is not None:
-            return found
-        key = await self._live_key(_KEY_BY_ID, {"key_id": key_id}, None)
-        return None if key is None else key[1]
-
-    async def _live_key(
-        self, statement: sa.Select[Any], params: dict[str, Any], key_hash: str | None
-    ) -> tuple[str, str] | None:
-        """(key id, user id) of the live key the statement reads, remembered as verified."""
-        generation = self.keys.generation
-        row = await self._first(statement, params)
-        if row is None:
-            return None
-        key_id, user_id = str(row["key_id"]), str(row["user_id"])
-        self.keys.remember(generation, key_hash, key_id, user_id)
-        return key_id, user_id
-
-    async def list_api_keys(self, user_id: str) -> list[dict[str, Any]]:
-        """The user's keys, oldest first, without their hashes."""
-        keys = t.api_keys
-        query = (
-            sa.select(keys.c.key_id, keys.c.name, keys.c.created_at, keys.c.revoked_at)
-            .where(keys.c.user_id == user_id)
-            .order_by(keys.c.created_at, keys.c.key_id)
-        )
-        async with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in (await conn.execute(query)).all()]
-
-    async def revoke_api_key(self, user_id: str, key_id: str) -> bool:
-        """Revoke one live key of the user's; False when there is none such."""
-        keys = t.api_keys
-        async with self.transaction() as conn:
-            result = await conn.execute(
-                keys.update()
-                .where(
-                    keys.c.key_id == key_id,
-                    keys.c.user_id == user_id,
-                    keys.c.revoked_at.is_(None),
-                )
-                .values(revoked_at=utcnow())
-            )
-        if result.rowcount:
-            self.keys.revoked()
-        return bool(result.rowcount)
-
-    async def count_api_keys(self) -> int:
-        async with self.engine.connect() as conn:
-            return int(
-                (
-                    await conn.execute(sa.select(sa.func.count()).select_from(t.api_keys))
-                ).scalar_one()
-            )
 
     # -- chats, runs, messages ----------------------------------------------------------------
 
@@ -350,7 +263,7 @@ class Store:
         await record_status_change(conn, run_id, self.defer_webhooks)
 
     async def get_run(self, run_id: str) -> Run | None:
-        row = await self._first(_RUN_BY_ID, {"run_id": run_id})
+        row = await self.first(_RUN_BY_ID, {"run_id": run_id})
         return None if row is None else run_of(row)
 
     def change_mark(self) -> object | None:
@@ -366,13 +279,13 @@ class Store:
 
     async def get_run_state(self, run_id: str) -> RunState | None:
         """The run's status and whose it is, without the rest of its row."""
-        row = await self._first(_RUN_STATE, {"run_id": run_id})
+        row = await self.first(_RUN_STATE, {"run_id": run_id})
         if row is None:
             return None
         return RunState(**{**row, "status": RunStatus(row["status"])})
 
     async def get_chat(self, chat_id: str) -> Chat | None:
-        row = await self._first(_CHAT_BY_ID, {"match_chat_id": chat_id})
+        row = await self.first(_CHAT_BY_ID, {"match_chat_id": chat_id})
         return None if row is None else chat_of(row)
 
     async def update_chat(self, chat_id: str, **values: Any) -> None:
