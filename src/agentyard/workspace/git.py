@@ -395,7 +395,7 @@ class Git(GitProcess):
     async def _add_and_commit(self, dest: Path, gitdir: Path, message: str) -> Saved:
         """Stage everything and commit; if that leaves nothing to commit (the agent undid
         its writes), the head is named as it was."""
-        before = await asyncio.to_thread(committed_head, gitdir)  # before anything moves
+        before = committed_head(gitdir)  # before anything moves (two small reads, on the loop)
         await self._run(["add", "--all"], cwd=dest)
         if await self._commit(dest, message):
             return Saved(await self._committed_head(dest, gitdir), True, before)
@@ -416,7 +416,7 @@ class Git(GitProcess):
 
     async def _committed_head(self, dest: Path, gitdir: Path) -> str:
         """The head right after the server's own commit: from the files it wrote, else git."""
-        head = await asyncio.to_thread(committed_head, gitdir)
+        head = committed_head(gitdir)  # two small reads: no thread for them
         return head or await self._rev_parse(dest, "HEAD")
 
     async def push(self, url: str, token: str | None, dest: Path, branch: str) -> None:
