@@ -522,6 +522,51 @@ async def test_a_save_told_the_tree_changed_skips_the_status(
         await git.save(dest, "Locked", changed=True)
 
 
+async def test_a_save_given_its_base_lists_the_files_beside_the_commit(
+    git: Git, tmp_path: Path, argv_log: Path
+) -> None:
+    """save(base=...): one more git process, run while git commits, whose files are those
+    git lists for base..head afterwards (binary, deleted, in subdirectories; the
+    workspace's attributes are not read, as in diff_stats); with nothing committed nothing
+    is listed; a split index is read; where git cannot list them, the save goes through
+    without them."""
+    dest = tmp_path / "ws"
+    base = await git.init_workspace(dest)
+    (dest / "gone.txt").write_text("x\n")
+    first = await git.save(dest, "First", base=base)
+    assert first.files == [FileStat("gone.txt", 1, 0, False)]
+    (dest / "gone.txt").unlink()
+    (dest / "sub").mkdir()
+    (dest / "sub" / "a.txt").write_text("1\n2\n3\n")
+    (dest / "blob.bin").write_bytes(b"\0\1\2")
+    (dest / ".gitattributes").write_text("*.txt binary\n")
+    for changed in (False, True):
+        calls = len(argv_log.read_text().splitlines())
+        saved = await git.save(dest, "Second", changed=changed, base=first.head)
+        assert len(argv_log.read_text().splitlines()) - calls == (4 if not changed else 3)
+        listed = await git.diff_stats(dest, first.head, saved.head)
+        assert saved.only_commit_on(first.head) and saved.files == listed.files
+        assert [(f.path, f.binary) for f in listed.files] == [
+            (".gitattributes", False), ("blob.bin", True), ("gone.txt", False),
+            ("sub/a.txt", False),
+        ]  # fmt: skip
+        sh(dest, "reset", "-q", "--soft", first.head)  # the same work, to save again
+    sh(dest, "-c", "user.name=a", "-c", "user.email=a@x", "commit", "-qm", "Agent's own")
+    head = sh(dest, "rev-parse", "HEAD")
+    nothing = await git.save(dest, "Nothing", changed=True, base=first.head)
+    assert nothing == Saved(head, False, head)  # no commit: nothing listed
+    sh(dest, "update-index", "--split-index")  # its other half in the workspace's .git
+    (dest / "late.txt").write_text("late\n")
+    split = await git.save(dest, "Split", changed=True, base=head)
+    assert split.files == (await git.diff_stats(dest, head, split.head)).files
+    # Where git cannot list them, the save goes through all the same.
+    (tmp_path / "state" / "objects-sha1.git" / "HEAD").write_text("junk\n")
+    (dest / "later.txt").write_text("later\n")
+    unlisted = await git.save(dest, "Unlisted", changed=True, base=split.head)
+    assert unlisted.committed and unlisted.files is None
+    assert sh(dest, "show", "--format=", "--name-only", "HEAD").split() == ["later.txt"]
+
+
 async def test_the_head_after_a_commit_is_read_only_from_plain_files(
     git: Git, tmp_path: Path
 ) -> None:

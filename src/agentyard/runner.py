@@ -346,7 +346,9 @@ class Runner:
         clean)."""
         title = (run.prompt.strip().splitlines() or ["Agent run"])[0][:72]
         message = f"{title}\n\nAgentyard run {run.run_id}"
-        saved = await self.workspaces.commit(prepared.path, message, changed=changed)
+        saved = await self.workspaces.commit(
+            prepared.path, message, changed=changed, base=prepared.base_sha
+        )
         stats = await self.workspaces.stats(prepared.path, prepared.base_sha, saved)
         if chat.repo_url and stats["commits"]:
             try:

@@ -393,6 +393,7 @@ class Agentyard:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.workspaces.close()
         if self._sandbox_started:
             await self.sandbox.stop()
         await self.store.close()

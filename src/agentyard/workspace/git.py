@@ -58,6 +58,7 @@ from agentyard.workspace.gitdir import (
     config_text,
     drop_git_files,
     object_store,
+    shadow_repo,
 )
 
 __all__ = [
@@ -142,6 +143,10 @@ class Saved:
     """Whether the save made that commit (else the work tree was clean)."""
     before: str | None
     """The commit checked out before (None where git named none: a branch yet unborn)."""
+    files: list[FileStat] | None = None
+    """What the save's commit changed from the ``base`` it was given, listed beside the
+    commit: ``base..head``'s files when :meth:`only_commit_on` ``base``. None when it was
+    given no base, made no commit, or git could not list them."""
 
     def only_commit_on(self, base: str) -> bool:
         """Whether ``base..head`` is exactly the commit the save made: made on ``base``,
@@ -352,16 +357,24 @@ class Git(GitProcess):
         saved = await self.save(dest, message)
         return saved.head if saved.committed else None
 
-    async def save(self, dest: Path, message: str, *, changed: bool = False) -> Saved:
+    async def save(
+        self, dest: Path, message: str, *, changed: bool = False, base: str | None = None
+    ) -> Saved:
         """Commit everything in the work tree (as :meth:`commit_all`): the commit checked out
         afterwards, whether a commit was made, and the one checked out before. A clean tree
         costs one git process, whose status also names the head (the agent may have
         committed itself); a changed one three (status, add, commit). ``changed`` says
         the tree was probably changed (the agent reported writing a file): no status then,
-        two processes (add, commit), or a third to name the head should nothing be left."""
+        two processes (add, commit), or a third to name the head should nothing be left.
+
+        With ``base`` (a full commit id) the files the commit changes from it are listed
+        while git commits (:attr:`Saved.files`): one more process, beside the commit
+        rather than after it."""
         gitdir = await self._trust_workspace(dest)
+        if base is not None and not _FULL_OID.fullmatch(base):
+            base = None
         if changed:
-            return await self._add_and_commit(dest, gitdir, message)
+            return await self._add_and_commit(dest, gitdir, message, base)
         status = await self._run(
             ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all"], cwd=dest
         )
@@ -389,18 +402,54 @@ class Git(GitProcess):
         if staged_only and await self._probe(["diff", "--cached", "--quiet"], dest):
             head = await self._rev_parse(dest, "HEAD")  # the index equals HEAD
             return Saved(head, False, head)
-        await self._commit(dest, message)
-        return Saved(await self._committed_head(dest, gitdir), True, before)
+        _, files = await self._commit_listing(dest, gitdir, message, base)
+        return Saved(await self._committed_head(dest, gitdir), True, before, files)
 
-    async def _add_and_commit(self, dest: Path, gitdir: Path, message: str) -> Saved:
+    async def _add_and_commit(
+        self, dest: Path, gitdir: Path, message: str, base: str | None
+    ) -> Saved:
         """Stage everything and commit; if that leaves nothing to commit (the agent undid
         its writes), the head is named as it was."""
         before = committed_head(gitdir)  # before anything moves (two small reads, on the loop)
         await self._run(["add", "--all"], cwd=dest)
-        if await self._commit(dest, message):
-            return Saved(await self._committed_head(dest, gitdir), True, before)
+        committed, files = await self._commit_listing(dest, gitdir, message, base)
+        if committed:
+            return Saved(await self._committed_head(dest, gitdir), True, before, files)
         head = before or await self._rev_parse(dest, "HEAD")
         return Saved(head, False, head)
+
+    async def _commit_listing(
+        self, dest: Path, gitdir: Path, message: str, base: str | None
+    ) -> tuple[bool, list[FileStat] | None]:
+        """:meth:`_commit`, and with ``base`` the files the staged index changes from it,
+        listed at the same time (the commit's tree is that index; None if nothing was
+        committed)."""
+        if base is None:
+            return await self._commit(dest, message), None
+        listing = asyncio.ensure_future(self._staged_files(gitdir, base))
+        try:
+            committed = await self._commit(dest, message)
+        except BaseException:
+            listing.cancel()
+            await asyncio.gather(listing, return_exceptions=True)
+            raise
+        files = await listing
+        return committed, files if committed else None
+
+    async def _staged_files(self, gitdir: Path, base: str) -> list[FileStat] | None:
+        """What a workspace's index (staged, its agent gone) changes from commit ``base``:
+        diffed in the server's own repository (as :func:`object_store`), which reads the
+        workspace's objects and index and nothing else of it. None if git could not say
+        (e.g. a split index, whose other half it would look for in that repository)."""
+        shadow = await shadow_repo(self.state_dir, base)
+        env = {
+            "GIT_DIR": str(shadow),
+            "GIT_OBJECT_DIRECTORY": str(gitdir / "objects"),
+            "GIT_INDEX_FILE": str(gitdir / "index"),
+        }
+        args = ["diff", "--cached", *_NUMSTAT, base, "--"]
+        code, out, _ = await self._exec(args, shadow, None, None, False, env)
+        return _numstat(out) if code == 0 else None
 
     async def _commit(self, dest: Path, message: str) -> bool:
         """Commit the index; False when it equals HEAD (git's "nothing to commit")."""
@@ -459,21 +508,8 @@ class Git(GitProcess):
                 cwd=cwd, env=env,
             )  # fmt: skip
             commits = listed.split()
-        numstat = await self._run(
-            ["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
-             base_sha, head_sha, "--"],
-            cwd=cwd, env=env,
-        )  # fmt: skip
-        files = []
-        for record in numstat.split("\0"):
-            if not record:
-                continue
-            added, removed, path = record.split("\t", 2)
-            binary = added == "-"
-            files.append(
-                FileStat(path, 0 if binary else int(added), 0 if binary else int(removed), binary)
-            )
-        return DiffStats(base_sha=base_sha, head_sha=head_sha, commits=commits, files=files)
+        numstat = await self._run(["diff", *_NUMSTAT, base_sha, head_sha, "--"], cwd=cwd, env=env)
+        return DiffStats(base_sha, head_sha, commits, _numstat(numstat))
 
     async def unified_diff(self, dest: Path, base: str, head: str = "HEAD") -> str:
         """The unified diff of ``base..head`` (like :meth:`diff_stats`: with full commit ids
@@ -600,6 +636,25 @@ class Git(GitProcess):
                 yield
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
+
+
+# -- diffs -------------------------------------------------------------------------------
+
+_NUMSTAT = ["--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv"]
+
+
+def _numstat(text: str) -> list[FileStat]:
+    """``git diff --numstat -z`` (without renames): a file per record."""
+    files = []
+    for record in text.split("\0"):
+        if not record:
+            continue
+        added, removed, path = record.split("\t", 2)
+        binary = added == "-"
+        files.append(
+            FileStat(path, 0 if binary else int(added), 0 if binary else int(removed), binary)
+        )
+    return files
 
 
 # -- names -------------------------------------------------------------------------------

@@ -168,8 +168,18 @@ async def object_store(dest: Path, oid: str, state_dir: Path) -> tuple[Path, dic
     objects = gitdir / "objects"
     if (objects / "info" / "alternates").exists():
         raise GitError(f"{dest} is not a workspace: its objects have alternates")
-    shadow = await asyncio.to_thread(_shadow, state_dir, "sha256" if len(oid) == 64 else "sha1")
+    shadow = await shadow_repo(state_dir, oid)
     return shadow, {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(objects)}
+
+
+async def shadow_repo(state_dir: Path, oid: str) -> Path:
+    """The server's throwaway repository (see :func:`object_store`) for ``oid``'s object
+    format; made the first time (in a thread), else found with one stat."""
+    object_format = "sha256" if len(oid) == 64 else "sha1"
+    shadow = state_dir / f"objects-{object_format}.git"
+    if (shadow / "config").is_file():
+        return shadow
+    return await asyncio.to_thread(_shadow, state_dir, object_format)
 
 
 def _shadow(state_dir: Path, object_format: str) -> Path:

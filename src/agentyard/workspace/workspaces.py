@@ -3,10 +3,18 @@
 Every workspace is a git repository. Before a run its head is noted; after it, everything the
 agent changed is committed (and, for a repository, pushed on the chat's branch), so each run's
 diff is ``base..head``.
+
+A task without a repository starts from the server's template workspace. One copy of it is
+kept ready (a *spare*, ``.spare-<pid>-<hex>`` in the workspaces directory): a new workspace is
+that spare renamed into place, and the next spare is made in the background, off the run's
+path. A spare left by a process that is gone is removed when the next one is made.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import shutil
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,11 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from agentyard.core.models import Chat
 from agentyard.core.repo_rules import parse_repo_url
 from agentyard.workspace.git import DiffStats, Git, GitError, Saved
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+SPARE_PREFIX = ".spare-"
+_SPARE_DELAY_SECONDS = 0.05
 
 
 class WorkspaceError(Exception):
@@ -32,12 +47,30 @@ class Prepared:
     base_branch: str | None = None
 
 
+@dataclass(frozen=True)
+class _Spare:
+    path: Path
+    head: str
+
+
 class Workspaces:
-    def __init__(self, root: Path, git: Git, mirrors: Path, repo_hosts: list[str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        git: Git,
+        mirrors: Path,
+        repo_hosts: list[str],
+        *,
+        keep_spare: bool = True,
+    ) -> None:
         self.root = root
         self.git = git
         self.mirrors = mirrors
         self.repo_hosts = repo_hosts
+        self.keep_spare = keep_spare
+        self._spare: _Spare | None = None
+        self._refill: asyncio.Task[None] | None = None
+        self._swept = False
 
     def path_for(self, chat_id: str) -> Path:
         return self.root / chat_id
@@ -58,8 +91,7 @@ class Workspaces:
                 await self._prepare_repo(chat, url, base_branch, path, token)
             elif not path.exists():
                 # Just made by the server, untouched by any agent: its head is the one commit.
-                head = await self._create(path, self.git.init_workspace)
-                return Prepared(path, head, base_branch)
+                return Prepared(path, await self._new_workspace(path), base_branch)
             head = await self.git.head(path)
         except GitError as exc:
             raise WorkspaceError(str(exc)) from None
@@ -100,10 +132,74 @@ class Workspaces:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
-    async def commit(self, path: Path, message: str, *, changed: bool = False) -> Saved:
+    async def _new_workspace(self, path: Path) -> str:
+        """A new template workspace at ``path``: the spare renamed into place if there is
+        one (a rename, where making one writes a dozen files), else made here; either way
+        the next spare is then made in the background. Its head."""
+        spare, self._spare = self._spare, None
+        head: str | None = None
+        if spare is not None:
+            try:
+                os.rename(spare.path, path)
+                head = spare.head
+            except OSError:  # e.g. removed by another process: make one
+                await asyncio.to_thread(shutil.rmtree, spare.path, True)
+        if head is None:
+            head = await self._create(path, self.git.init_workspace)
+        self._make_spare()
+        return head
+
+    def _make_spare(self) -> None:
+        if self.keep_spare and (self._refill is None or self._refill.done()):
+            self._refill = asyncio.get_running_loop().create_task(
+                self._refill_spare(), name="workspace-spare"
+            )
+
+    async def _refill_spare(self) -> None:
+        # A moment later: not while the run that took the last one starts its agent (the
+        # dozen files' writes, in a thread, delayed that start by 2 ms).
+        await asyncio.sleep(_SPARE_DELAY_SECONDS)
+        if self._spare is not None:
+            return
+        try:
+            if not self._swept:
+                await asyncio.to_thread(self._remove_stale_spares)
+                self._swept = True
+            path = self.root / f"{SPARE_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            head = await self.git.init_workspace(path)  # removes what it made if it fails
+        except (GitError, OSError) as exc:
+            log.warning("could not make a spare workspace", error=str(exc))
+            return
+        self._spare = _Spare(path, head)
+
+    def _remove_stale_spares(self) -> None:
+        """Spares of processes that are gone (and of this one's pid before this process made
+        any: a container's server often gets the same pid each start)."""
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.root):
+                if not entry.name.startswith(SPARE_PREFIX):
+                    continue
+                pid = entry.name[len(SPARE_PREFIX) :].partition("-")[0]
+                if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+
+    async def close(self) -> None:
+        """Stop making spares and remove the one kept."""
+        refill, self._refill = self._refill, None
+        if refill is not None:
+            refill.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refill
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            await asyncio.to_thread(shutil.rmtree, spare.path, True)
+
+    async def commit(
+        self, path: Path, message: str, *, changed: bool = False, base: str | None = None
+    ) -> Saved:
         """Commit everything the agent changed: the head afterwards (a full commit id), and
-        whether the commit is this one's (``changed``: as :meth:`Git.save`)."""
-        return await self._local(self.git.save(path, message, changed=changed))
+        whether the commit is this one's (``changed`` and ``base``: as :meth:`Git.save`)."""
+        return await self._local(self.git.save(path, message, changed=changed, base=base))
 
     async def stats(self, path: Path, base: str, saved: Saved) -> dict[str, Any]:
         """Files changed with lines added/removed, and the commits, of ``base..head`` (two
@@ -114,6 +210,8 @@ class Workspaces:
             return DiffStats(base_sha=base, head_sha=head, commits=[]).to_dict()
         # The save's own commit on base is all there is to list; else git lists them.
         commits = [head] if saved.only_commit_on(base) else None
+        if commits is not None and saved.files is not None:
+            return DiffStats(base, head, commits, saved.files).to_dict()  # listed by the save
         return (await self._local(self.git.diff_stats(path, base, head, commits))).to_dict()
 
     async def diff(self, path: Path, base: str, head: str) -> str:
@@ -137,3 +235,13 @@ class Workspaces:
             return await call
         except GitError as exc:
             raise WorkspaceError(str(exc)) from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
