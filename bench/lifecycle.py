@@ -101,11 +101,15 @@ def git_init(path: Path) -> None:
 
 
 class ProcessWatch:
-    """Notes when a process carrying a run id first appears (polls /proc every 5 ms)."""
+    """Notes when a process carrying a run id first appears: polls /proc every 5 ms, only
+    between :meth:`expect` and that moment (a poll reads every process's environment, so a
+    watch left running would load the machine, and this process, all the time)."""
 
     def __init__(self) -> None:
         self.first_seen: dict[str, float] = {}
-        self._stop = threading.Event()
+        self._waiting: set[str] = set()
+        self._wake = threading.Condition()
+        self._stop = False
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def __enter__(self) -> ProcessWatch:
@@ -113,14 +117,30 @@ class ProcessWatch:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
+        with self._wake:
+            self._stop = True
+            self._wake.notify()
         self._thread.join()
 
+    def expect(self, run_id: str) -> None:
+        with self._wake:
+            self._waiting.add(run_id)
+            self._wake.notify()
+
     def _poll(self) -> None:
-        while not self._stop.is_set():
+        while True:
+            with self._wake:
+                while not self._waiting and not self._stop:
+                    self._wake.wait()
+                if self._stop:
+                    return
             now = time.monotonic()
-            for run_id in marked_processes():
-                self.first_seen.setdefault(run_id, now)
+            seen = marked_processes()
+            with self._wake:
+                for run_id in list(self._waiting):
+                    if run_id in seen:
+                        self.first_seen[run_id] = now
+                        self._waiting.discard(run_id)
             time.sleep(0.005)
 
 
@@ -192,29 +212,43 @@ def main() -> None:
         alone: list[float] = []
         try:
             with server.client() as client, ProcessWatch() as watch:
-                # Side by side: each round runs the SDK alone (in a plain directory, then in
-                # a git repository like a run's workspace) and then a task through the server.
-                for i in range(args.runs + 1):
-                    work = root / f"direct-{i}"
-                    work.mkdir()
-                    plain = asyncio.run(direct_run(model, work, root / f"cfg-{i}"))
-                    repo = root / f"direct-git-{i}"
-                    git_init(repo)
-                    in_git = asyncio.run(direct_run(model, repo, root / f"cfg-git-{i}"))
+
+                def through_server() -> tuple[float, str, float]:
+                    """The task's time end to end, its run id and when it was posted."""
                     posted = time.monotonic()
                     run = client.post("/api/v1/tasks", json={"prompt": "write a"}).json()
+                    watch.expect(run["runId"])
                     path = f"/api/v1/tasks/{run['runId']}/logs/stream"
                     with client.stream("GET", path, timeout=120) as response:
                         for frame in sse_frames(response):
                             if frame.data and frame.data["type"] == "finish":
                                 assert frame.data["status"] == "completed", frame.data
+                    return time.monotonic() - posted, str(run["runId"]), posted
+
+                # Side by side: each round runs the SDK alone in a plain directory, the SDK
+                # alone in a git repository (as a run's workspace is) and a task through the
+                # server; every other round in the reverse order, so that neither side
+                # always follows the other.
+                for i in range(args.runs + 1):
+                    work = root / f"direct-{i}"
+                    work.mkdir()
+                    repo = root / f"direct-git-{i}"
+                    git_init(repo)
+                    if i % 2 == 0:
+                        plain = asyncio.run(direct_run(model, work, root / f"cfg-{i}"))
+                        in_git = asyncio.run(direct_run(model, repo, root / f"cfg-git-{i}"))
+                        elapsed, run_id, posted = through_server()
+                    else:
+                        elapsed, run_id, posted = through_server()
+                        in_git = asyncio.run(direct_run(model, repo, root / f"cfg-git-{i}"))
+                        plain = asyncio.run(direct_run(model, work, root / f"cfg-{i}"))
                     if i == 0:
                         continue  # a warm-up round: caches, the server's first run
                     direct.append(plain)
                     direct_git.append(in_git)
-                    through.append(time.monotonic() - posted)
-                    spawn.append(watch.first_seen[run["runId"]] - posted)
-                    alone.append(run_seconds(client, run["runId"]))
+                    through.append(elapsed)
+                    spawn.append(watch.first_seen[run_id] - posted)
+                    alone.append(run_seconds(client, run_id))
                 watched = [timed_run(client, server, 50) for _ in range(args.runs)]
         finally:
             server.stop()
@@ -225,11 +259,19 @@ def main() -> None:
         f"load average: {one:.2f} {five:.2f} {fifteen:.2f} (at end)"
     )
     g = statistics.median(direct_git)
-    print(f"direct through the SDK: median {d * 1000:.0f} ms (in a plain directory)")
-    print(f"  the same in a git repository: median {g * 1000:.0f} ms (the CLI probes git)")
+    print(f"direct through the SDK: median {g * 1000:.0f} ms (in a git repository, as a run's)")
+    print(f"  the same in a plain directory: median {d * 1000:.0f} ms (the CLI probes no git)")
     print(f"through the server:     median {s * 1000:.0f} ms")
-    print(f"ratio server/direct:    {s / d:.2f} (the server adds {(s - d) * 1000:.0f} ms)")
-    print(f"  against the git repository: {s / g:.2f} (adds {(s - g) * 1000:.0f} ms)")
+    paired = statistics.median(t - a for t, a in zip(through, direct_git, strict=True))
+    print(
+        f"ratio server/direct:    {s / g:.2f} (the server adds {(s - g) * 1000:.0f} ms; "
+        f"round by round, a median {paired * 1000:.0f} ms)"
+    )
+    paired = statistics.median(t - a for t, a in zip(through, direct, strict=True))
+    print(
+        f"  against the plain directory: {s / d:.2f} (adds {(s - d) * 1000:.0f} ms; round by "
+        f"round {paired * 1000:.0f} ms: the server's part and the CLI's git probes)"
+    )
     print(
         f"POST -> agent process started: p50 {percentile(spawn, 0.5) * 1000:.1f} ms, "
         f"p99 {percentile(spawn, 0.99) * 1000:.1f} ms"

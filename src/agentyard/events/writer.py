@@ -137,6 +137,10 @@ class EventWriter:
         try:
             while True:
                 await self._wake.wait()
+                # One turn of the loop first: whoever woke the writer goes on to its next
+                # wait (a run starting its agent: the start overlaps this write), and what it
+                # queues meanwhile goes into the same transaction.
+                await asyncio.sleep(0)
                 self._wake.clear()
                 while self._pending or self._values or self._chat:
                     batch = list(itertools.islice(self._pending, _BATCH))
