@@ -85,17 +85,23 @@ async def test_spares_of_processes_that_are_gone_are_removed(tmp_path: Path) -> 
     root.mkdir()
     gone = await asyncio.create_subprocess_exec("true")
     await gone.wait()
-    stale = [root / f"{SPARE_PREFIX}{gone.pid}-dead", root / f"{SPARE_PREFIX}{os.getpid()}-old"]
-    live = root / f"{SPARE_PREFIX}1-other"  # pid 1 is alive: another server's spare
-    for path in (*stale, live):
+    host = workspaces_module._host()
+    stale = [
+        root / f"{SPARE_PREFIX}{gone.pid}-dead.{host}",
+        root / f"{SPARE_PREFIX}{os.getpid()}-old.{host}",
+    ]
+    live = root / f"{SPARE_PREFIX}1-other.{host}"  # pid 1 is alive: another server's spare
+    elsewhere = root / f"{SPARE_PREFIX}{gone.pid}-theirs.0another"  # another machine's
+    for path in (*stale, live, elsewhere):
         (path / ".git").mkdir(parents=True)
     workspaces = Workspaces(root, Git(tmp_path / "state"), tmp_path / "mirrors", [])
     await workspaces.prepare(chat("chat-1"), None)
     await refilled(workspaces)
     left = spares(root)
-    assert live in left and not any(path in left for path in stale) and len(left) == 2
+    assert live in left and elsewhere in left and len(left) == 3
+    assert not any(path in left for path in stale)
     await workspaces.close()
-    assert spares(root) == [live]
+    assert spares(root) == sorted([live, elsewhere])
 
 
 async def test_close_stops_a_spare_being_made(

@@ -5,17 +5,20 @@ agent changed is committed (and, for a repository, pushed on the chat's branch),
 diff is ``base..head``.
 
 A task without a repository starts from the server's template workspace. One copy of it is
-kept ready (a *spare*, ``.spare-<pid>-<hex>`` in the workspaces directory): a new workspace is
-that spare renamed into place, and the next spare is made in the background, off the run's
-path. A spare left by a process that is gone is removed when the next one is made.
+kept ready (a *spare*, ``.spare-<pid>-<hex>.<host>`` in the workspaces directory, which may
+be shared by several machines): a new workspace is that spare renamed into place, and the
+next spare is made in the background, off the run's path. A spare left by a process of this
+machine that is gone is removed when the next one is made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -165,7 +168,8 @@ class Workspaces:
             if not self._swept:
                 await asyncio.to_thread(self._remove_stale_spares)
                 self._swept = True
-            path = self.root / f"{SPARE_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            name = f"{SPARE_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}.{_host()}"
+            path = self.root / name
             head = await self.git.init_workspace(path)  # removes what it made if it fails
         except (GitError, OSError) as exc:
             log.warning("could not make a spare workspace", error=str(exc))
@@ -173,11 +177,12 @@ class Workspaces:
         self._spare = _Spare(path, head)
 
     def _remove_stale_spares(self) -> None:
-        """Spares of processes that are gone (and of this one's pid before this process made
-        any: a container's server often gets the same pid each start)."""
+        """Spares of this machine's processes that are gone (and of this one's pid before
+        this process made any: a container's server often gets the same pid each start)."""
+        host = f".{_host()}"
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.root):
-                if not entry.name.startswith(SPARE_PREFIX):
+                if not entry.name.startswith(SPARE_PREFIX) or not entry.name.endswith(host):
                     continue
                 pid = entry.name[len(SPARE_PREFIX) :].partition("-")[0]
                 if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
@@ -245,3 +250,8 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process
     return True
+
+
+def _host() -> str:
+    """This machine, as a spare's name carries it (a hash: any host name fits)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
