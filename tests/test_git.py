@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -1048,6 +1049,32 @@ async def test_git_dirs_leading_elsewhere_are_refused(
     assert (other / ".git" / "config").read_text() == victim_config
     assert server.branches("demo")[branch] == base
     assert not list(tmp_path.glob("pwned*"))
+
+
+@pytest.mark.parametrize("where", [".git/index", ".git/objects/pack/pack-x.idx"])
+async def test_a_fifo_in_git_is_refused_at_once(git: Git, tmp_path: Path, where: str) -> None:
+    """A FIFO the agent left in .git (git would wait on it until its timeout) or a socket:
+    the save refuses the workspace at once, naming the file, and so do the diffs where they
+    would read it (the object store)."""
+    dest = tmp_path / "ws"
+    base = await git.init_workspace(dest)
+    (dest / "a.txt").write_text("a\n")
+    (dest / where).parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(dest / where)
+    started = time.monotonic()
+    with pytest.raises(GitError, match=re.escape(f"{where} is not a regular file")):
+        await git.save(dest, "Add a", changed=True, base=base)
+    if "objects" in where:  # the diffs read the objects only, never the index
+        with pytest.raises(GitError, match="not a regular file"):
+            await git.diff_stats(dest, base, base)
+    else:
+        assert (await git.diff_stats(dest, base, base)).files == []
+    assert time.monotonic() - started < 5  # not git's timeout (20 s here)
+    (dest / where).unlink()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(dest / ".git" / "listening"))
+        with pytest.raises(GitError, match=re.escape(".git/listening is not a regular file")):
+            await git.head(dest)
 
 
 async def test_a_nested_repository_runs_nothing(git: Git, tmp_path: Path) -> None:

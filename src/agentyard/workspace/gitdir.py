@@ -50,9 +50,10 @@ _DROPPED_GIT_FILES = (
 
 def checked_git_dir(dest: Path, *, objects_only: bool) -> Path:
     """``dest/.git`` if it is a plain directory (not a symlink, not a ``gitdir:`` file)
-    without a ``commondir`` redirect and with no symlink anywhere in it, so git reads and
-    writes nothing outside it; GitError if not. With ``objects_only`` only the object store
-    is searched for symlinks (all that a diff in :func:`object_store` reads)."""
+    without a ``commondir`` redirect and holding only directories and regular files (no
+    symlink, FIFO or socket anywhere in it), so git reads and writes nothing outside it and
+    never waits on a pipe; GitError if not. With ``objects_only`` only the object store is
+    searched (all that a diff in :func:`object_store` reads)."""
     gitdir = dest / ".git"
     try:
         mode = gitdir.lstat().st_mode
@@ -75,11 +76,14 @@ def checked_git_dir(dest: Path, *, objects_only: bool) -> Path:
         except OSError as exc:
             raise GitError(f"{dest} is not a workspace: {exc}") from None
         for child in children:
-            if child.is_symlink():
-                where = Path(child.path).relative_to(dest).as_posix()
-                raise GitError(f"{dest} is not a workspace: {where} is a symlink")
             if child.is_dir(follow_symlinks=False):
                 pending.append(Path(child.path))
+            elif not child.is_file(follow_symlinks=False):
+                # A symlink leads elsewhere; a FIFO (an agent's mkfifo .git/index) would hold
+                # the server's git until its timeout; a socket or device is no git file.
+                where = Path(child.path).relative_to(dest).as_posix()
+                what = "a symlink" if child.is_symlink() else "not a regular file"
+                raise GitError(f"{dest} is not a workspace: {where} is {what}")
     return gitdir
 
 
