@@ -33,13 +33,13 @@ whole of every round) was loading the machine and the process the SDK ran in; it
 only until the run's agent appears, rounds alternate their order, and the paired (round by
 round) median is printed beside the ratio of medians. Against the git repository, the start
 of that work gave 1.12, 1.03 (adds 92, 17 ms; paired 77, 24 ms); with a spare workspace
-renamed into place, the files listed beside the commit and the first events stored while
-the agent starts: 1.03, 1.07, 1.05, 1.02 (adds 23, 46, 38, 18 ms; paired 13, 59, 36, 21 ms),
-POST -> agent process started p50 29.1, 18.6 -> 15.0-16.5 ms. The SDK alone took 642-807 ms
-in a git repository across these runs: the CLI's own time moves by more than the server
-adds. The server's own part, stamped inside it on a quiet machine: 9-13 ms from POST to the
-agent's process, 12-15 ms from the agent's exit to `finish` on the stream (add, then commit
-beside the listing, 8 ms of it).
+renamed into place, the files listed beside the commit and the first events stored while the
+agent starts: 1.03, 1.07, 1.05, 1.02, 1.01 (adds 23, 46, 38, 18, 12 ms; paired 13, 59, 36,
+21, 25 ms), POST -> agent process started p50 29.1, 18.6 -> 15.0-16.5 ms. The SDK alone took
+642-807 ms in a git repository across these runs (901 in the last): the CLI's own time moves
+by more than the server adds. The server's own part, stamped inside it on a quiet machine:
+9-13 ms from POST to the agent's process, 12-15 ms from the agent's exit to `finish` on the
+stream (add, then commit beside the listing, 8 ms of it).
 """
 
 from __future__ import annotations

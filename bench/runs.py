@@ -49,12 +49,12 @@ kernel favouring cgroup moves (the sandbox now asks for it), `true` alone took 1
 so the server adds 16.8-18.2 ms (POST -> finish 27.7-28.3 ms); 63.7-68.9 tasks/s; POST p99
 14.1-15.8 ms (load 1-7).
 
-Then, on a slower machine of the kind (the CLI's SDK alone 640-890 ms there, 546-685 on the
-quicker one), the start of the session's code and its end, alternating: the server adds
-19.6 -> 11.4-28.3 ms (noise: `true` alone 10.8-13.2 ms); drained at 48.5 -> 51.4-53.0
-tasks/s; POST p99 16.1 -> 13.7-22.9 ms. The drain is bound by the two cores: per task the
-server process spent 21.7 ms of CPU (13.6 user, 8.1 system), the sandboxes and git it
-started 8.2 ms, the machine 40.7 ms in all of the 49.4 ms its two cores had. Inode
+Then, on a slower machine of the kind (the CLI's SDK alone 640-900 ms there, 546-685 on the
+quicker one), the start of the session's code and its end, alternating: the server adds 19.6
+-> 11.4-28.3 ms (noise: `true` alone 10.8-13.2 ms); drained at 48.5 -> 51.4-53.0 tasks/s
+(41.5 later, at load 8); POST p99 16.1 -> 13.7-23.6 ms. The drain is bound by the two cores:
+per task the server process spent 21.7 ms of CPU (13.6 user, 8.1 system), the sandboxes and
+git it started 8.2 ms, the machine 40.7 ms in all of the 49.4 ms its two cores had. Inode
 allocation on the journal-less ext4 there was 7-18% of the server's samples (ext4 skips
 inodes deleted in the last minutes, so a drain right after another benchmark removed its
 thousands of files pays more).
