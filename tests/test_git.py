@@ -568,6 +568,27 @@ async def test_a_save_given_its_base_lists_the_files_beside_the_commit(
     assert sh(dest, "show", "--format=", "--name-only", "HEAD").split() == ["later.txt"]
 
 
+async def test_a_listing_that_times_out_leaves_the_commit_standing(tmp_path: Path) -> None:
+    """The listing beside the commit runs under git's timeout like any call: when it runs
+    out, the save still reports its commit, without files (the stats list them after)."""
+    real = shutil.which("git")
+    assert real
+    shim = tmp_path / "bin" / "git"
+    shim.parent.mkdir()
+    shim.write_text(
+        f'#!/bin/sh\ncase "$*" in *"diff --cached"*) sleep 30 ;; esac\nexec \'{real}\' "$@"\n'
+    )
+    shim.chmod(0o755)
+    slow = Git(tmp_path / "state", timeout=1, git=str(shim))
+    dest = tmp_path / "ws"
+    base = await slow.init_workspace(dest)
+    (dest / "a.txt").write_text("a\n")
+    started = time.monotonic()
+    saved = await slow.save(dest, "Add a", changed=True, base=base)
+    assert saved.committed and saved.files is None and time.monotonic() - started < 10
+    assert sh(dest, "show", "--format=", "--name-only", "HEAD").split() == ["a.txt"]
+
+
 async def test_the_head_after_a_commit_is_read_only_from_plain_files(
     git: Git, tmp_path: Path
 ) -> None:

@@ -440,16 +440,20 @@ class Git(GitProcess):
         """What a workspace's index (staged, its agent gone) changes from commit ``base``:
         diffed in the server's own repository (as :func:`object_store`), which reads the
         workspace's objects and index and nothing else of it. None if git could not say
-        (e.g. a split index, whose other half it would look for in that repository)."""
-        shadow = await shadow_repo(self.state_dir, base)
-        env = {
-            "GIT_DIR": str(shadow),
-            "GIT_OBJECT_DIRECTORY": str(gitdir / "objects"),
-            "GIT_INDEX_FILE": str(gitdir / "index"),
-        }
-        args = ["diff", "--cached", *_NUMSTAT, base, "--"]
-        code, out, _ = await self._exec(args, shadow, None, None, False, env)
-        return _numstat(out) if code == 0 else None
+        there (an index it cannot read, a timeout): the commit beside it stands, and the
+        caller lists the files the slower way."""
+        try:
+            shadow = await shadow_repo(self.state_dir, base)
+            env = {
+                "GIT_DIR": str(shadow),
+                "GIT_OBJECT_DIRECTORY": str(gitdir / "objects"),
+                "GIT_INDEX_FILE": str(gitdir / "index"),
+            }
+            args = ["diff", "--cached", *_NUMSTAT, base, "--"]
+            code, out, _ = await self._exec(args, shadow, None, None, False, env)
+            return _numstat(out) if code == 0 else None
+        except (GitError, OSError, ValueError):  # ValueError: output not numstat's
+            return None
 
     async def _commit(self, dest: Path, message: str) -> bool:
         """Commit the index; False when it equals HEAD (git's "nothing to commit")."""
