@@ -238,14 +238,15 @@ class Runner:
             acp_permission=acp_policy.known(run.options.get(acp_policy.OPTION)),
         )
 
-        touched: list[bool] = []
-        """Non-empty once the agent reported a file it wrote (its save skips the status)."""
+        touched = False
+        """Whether the agent reported a file it wrote (its save skips the status)."""
 
         async def emit(*events: Event) -> None:
+            nonlocal touched
             values: dict[str, Any] = {}
             for item in events:
-                if item.get("type") == ev.FILES and not touched:
-                    touched.append(True)
+                if item.get("type") == ev.FILES:
+                    touched = True
                 if item.get("type") == ev.SESSION_INIT and item.get("sessionId"):
                     # Kept with the next write, so that even an interrupted run can be continued.
                     values["session_id"] = str(item["sessionId"])
@@ -279,7 +280,7 @@ class Runner:
         await writer.emit(status_detail=details.SAVING)
         try:
             outcome.git, save_error = await self._finalize(
-                run, chat, prepared, token, changed=bool(touched)
+                run, chat, prepared, token, changed=touched
             )
         except WorkspaceError as exc:
             save_error = str(exc)

@@ -58,6 +58,7 @@ from agentyard.workspace.gitdir import (
     config_text,
     drop_git_files,
     object_store,
+    shadow_env,
     shadow_repo,
 )
 
@@ -444,11 +445,7 @@ class Git(GitProcess):
         caller lists the files the slower way."""
         try:
             shadow = await shadow_repo(self.state_dir, base)
-            env = {
-                "GIT_DIR": str(shadow),
-                "GIT_OBJECT_DIRECTORY": str(gitdir / "objects"),
-                "GIT_INDEX_FILE": str(gitdir / "index"),
-            }
+            env = {**shadow_env(shadow, gitdir), "GIT_INDEX_FILE": str(gitdir / "index")}
             args = ["diff", "--cached", *_NUMSTAT, base, "--"]
             code, out, _ = await self._exec(args, shadow, None, None, False, env)
             return _numstat(out) if code == 0 else None

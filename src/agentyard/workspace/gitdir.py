@@ -173,7 +173,12 @@ async def object_store(dest: Path, oid: str, state_dir: Path) -> tuple[Path, dic
     if (objects / "info" / "alternates").exists():
         raise GitError(f"{dest} is not a workspace: its objects have alternates")
     shadow = await shadow_repo(state_dir, oid)
-    return shadow, {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(objects)}
+    return shadow, shadow_env(shadow, gitdir)
+
+
+def shadow_env(shadow: Path, gitdir: Path) -> dict[str, str]:
+    """The environment that runs git in ``shadow`` on the object store of ``gitdir``."""
+    return {"GIT_DIR": str(shadow), "GIT_OBJECT_DIRECTORY": str(gitdir / "objects")}
 
 
 async def shadow_repo(state_dir: Path, oid: str) -> Path:
