@@ -168,31 +168,6 @@ async def test_finish_stores_the_assistant_message(store: Store, event_log: Even
     ]
 
 
-def test_the_migrations_build_exactly_the_declared_schema(database_url: str) -> None:
-    """Alembic's history and the SQLAlchemy metadata agree, on SQLite and PostgreSQL."""
-    import sqlalchemy as sa
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from agentyard.store.db import sync_url
-    from agentyard.store.tables import metadata
-
-    engine = sa.create_engine(sync_url(database_url))
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn,
-                # procrastinate's own tables are its migrations' business, not ours.
-                opts={
-                    "include_name": lambda name, kind, _: kind != "table" or name in metadata.tables
-                },
-            )
-            diff = compare_metadata(context, metadata)
-    finally:
-        engine.dispose()
-    assert diff == []
-
-
 async def test_a_chats_runs_never_execute_at_once(store: Store) -> None:
     """A queued run waits while another run of its chat is running (they share a workspace)."""
     first = await make_run(store)

@@ -35,10 +35,10 @@ from agentyard.sandbox.bwrap import BwrapSandbox
 from agentyard.sandbox.factory import build_sandbox, start_sandbox
 from agentyard.service import Service
 from agentyard.settings import Settings
-from agentyard.store.db import create_engine, is_sqlite, migrate
+from agentyard.store.db import SCHEMA_HEAD, create_engine, is_sqlite, migrate
 from agentyard.store.faults import RetryPolicy, public_message
 from agentyard.store.keycache import VerifiedKeys
-from agentyard.store.stats import run_counts, schema_head, schema_revision
+from agentyard.store.stats import run_counts, schema_revision
 from agentyard.store.store import Store
 from agentyard.store.webhooks import WebhookStore
 from agentyard.task_limits import TaskLimits
@@ -345,11 +345,11 @@ class Agentyard:
             await asyncio.wait_for(self.store.ping(), timeout=_READY_TIMEOUT)
             database["reachable"] = True
             revision = await asyncio.wait_for(schema_revision(self.store), _READY_TIMEOUT)
-            database["schemaCurrent"] = revision == schema_head()
+            database["schemaCurrent"] = revision == SCHEMA_HEAD
             if not database["schemaCurrent"]:
                 problems.append(
                     f"the database schema is at {revision or 'nothing'}, this code needs"
-                    f" {schema_head()}: run 'agentyard migrate'"
+                    f" {SCHEMA_HEAD}: run 'agentyard migrate'"
                 )
         except TimeoutError:
             problems.append("the database did not answer in time")

@@ -3,13 +3,9 @@ cheap enough to run on every scrape or probe."""
 
 from __future__ import annotations
 
-import functools
-
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 
 from agentyard.metrics import RunCount
-from agentyard.store.db import alembic_config
 from agentyard.store.store import Store
 from agentyard.store.tables import runs
 
@@ -25,12 +21,6 @@ async def run_counts(store: Store) -> list[RunCount]:
     async with store.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     return [RunCount(str(r.agent), str(r.status), int(r.n), r.oldest) for r in rows]
-
-
-@functools.cache
-def schema_head() -> str | None:
-    """The newest migration this code knows (read once from the migration scripts)."""
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 async def schema_revision(store: Store) -> str | None:
