@@ -209,3 +209,30 @@ def test_two_migrators_building_one_new_database_at_once(tmp_path: Path) -> None
             thread.join(60)
         assert errors == []
         assert _schema(url)["revision"] == [SCHEMA_HEAD]
+
+
+@KINDS
+def test_a_build_cut_short_leaves_an_empty_database(empty_databases: Any) -> None:
+    """The tables of a new database are made in one transaction: a build that fails (or is
+    killed) halfway leaves nothing behind, and the next start builds it whole."""
+    url = empty_databases()
+
+    def cut(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("cut short")
+
+    runs = metadata.tables["runs"]
+    sa.event.listen(runs, "after_create", cut)
+    try:
+        with pytest.raises(RuntimeError, match="cut short"):
+            migrate(url)
+    finally:
+        sa.event.remove(runs, "after_create", cut)
+    engine = sa.create_engine(sync_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            left = set(sa.inspect(conn).get_table_names()) & {*metadata.tables, "alembic_version"}
+    finally:
+        engine.dispose()
+    assert left == set()
+    migrate(url)
+    assert _schema(url)["revision"] == [SCHEMA_HEAD]
