@@ -161,6 +161,17 @@ def _feed(fd: int, data: bytes) -> None:
         os.close(fd)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def kill_group(pid: int) -> None:
     """SIGKILL the process group led by ``pid`` (a process started in a new session), if it
     is still there."""

@@ -32,7 +32,7 @@ from typing import Literal
 
 import structlog
 
-from agentyard.core.spawning import EXEC_WRITE_LOCK
+from agentyard.core.spawning import EXEC_WRITE_LOCK, process_alive
 from agentyard.sandbox import bridge
 from agentyard.sandbox.base import (
     SANDBOX_HOME,
@@ -371,10 +371,6 @@ def _remove_stale_runtime_dirs(parent: Path) -> None:
         pid = path.name.removeprefix(_RUNTIME_PREFIX).split("-", 1)[0]
         if not pid.isdigit() or path.is_symlink() or path.stat().st_uid != os.geteuid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if not process_alive(int(pid)):
             release_moves_mount(path / _MOVES_DIR)
             shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, someone else's

@@ -29,6 +29,7 @@ import structlog
 
 from agentyard.core.models import Chat
 from agentyard.core.repo_rules import parse_repo_url
+from agentyard.core.spawning import process_alive
 from agentyard.workspace.git import DiffStats, Git, GitError, Saved
 
 T = TypeVar("T")
@@ -185,7 +186,7 @@ class Workspaces:
                 if not entry.name.startswith(SPARE_PREFIX) or not entry.name.endswith(host):
                     continue
                 pid = entry.name[len(SPARE_PREFIX) :].partition("-")[0]
-                if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+                if pid.isdigit() and (int(pid) == os.getpid() or not process_alive(int(pid))):
                     shutil.rmtree(entry.path, ignore_errors=True)
 
     async def close(self) -> None:
@@ -240,16 +241,6 @@ class Workspaces:
             return await call
         except GitError as exc:
             raise WorkspaceError(str(exc)) from None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def _host() -> str:
