@@ -30,21 +30,23 @@ for _name in list(os.environ):
 PG_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
 TEMPLATE = f"agentyard_test_template_{os.getpid()}"
 """One per test session: sessions of several checkouts (other migrations) run side by side."""
+PG_URL = f"postgresql+psycopg://postgres@{PG_DSN.split('@', 1)[1]}"
+"""The server's SQLAlchemy URL of PG_DSN, but for the database's name."""
 
 
-def _admin() -> psycopg.Connection:
+def admin() -> psycopg.Connection:
     return psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=5)
 
 
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A migrated template database, made once per test session."""
-    with _admin() as conn:
+    with admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
-    migrate(f"postgresql+psycopg://postgres@{PG_DSN.split('@', 1)[1]}/{TEMPLATE}")
+    migrate(f"{PG_URL}/{TEMPLATE}")
     yield TEMPLATE
-    with _admin() as conn:
+    with admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
 
 
@@ -52,10 +54,10 @@ def pg_template() -> Iterator[str]:
 def pg_database(pg_template: str) -> Iterator[str]:
     """A fresh database cloned from the template; its SQLAlchemy URL."""
     name = f"agentyard_test_{uuid.uuid4().hex[:12]}"
-    with _admin() as conn:
+    with admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield f"postgresql+psycopg://postgres@{PG_DSN.split('@', 1)[1]}/{name}"
-    with _admin() as conn:
+    yield f"{PG_URL}/{name}"
+    with admin() as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -20,9 +19,7 @@ from alembic.script import ScriptDirectory
 
 from agentyard.store.db import SCHEMA_HEAD, alembic_config, migrate, sync_url
 from agentyard.store.tables import metadata
-from conftest import PG_DSN
-
-_PG_BASE = f"postgresql+psycopg://postgres@{PG_DSN.split('@', 1)[1]}"
+from conftest import PG_URL, admin
 
 
 @pytest.fixture
@@ -35,13 +32,13 @@ def empty_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
         if kind == "sqlite":
             return f"sqlite+aiosqlite:///{tmp_path / f'{uuid.uuid4().hex[:8]}.db'}"
         name = f"agentyard_test_empty_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=5) as conn:
+        with admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         made.append(name)
-        return f"{_PG_BASE}/{name}"
+        return f"{PG_URL}/{name}"
 
     yield make
-    with psycopg.connect(f"{PG_DSN}/postgres", autocommit=True, connect_timeout=5) as conn:
+    with admin() as conn:
         for name in made:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
